@@ -1,0 +1,1 @@
+"""Campaigns, studies, workers and the `sarsweep` command line."""

@@ -1,0 +1,1 @@
+"""Data, trainer and metrics for one run of one config; knows nothing about Optuna."""

@@ -1,0 +1,67 @@
+"""Checkpoints: written atomically, loaded only with `weights_only=True`, always carrying their config.
+
+Both kinds are plain dicts of tensors and primitives:
+- best.pt: {"format", "config", "epoch", "metrics", "params", "model"}
+- last.pt: the same plus "optimizer", "step", "rng", "best", "history" (everything resume needs).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.config import TrainConfig
+from training.errors import CheckpointError, ConfigError
+
+FORMAT = 1
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """Write to a temp file beside `path`, then rename: readers never see half a checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint dict; anything unreadable, truncated or unsafe is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or "config" not in state:
+        raise CheckpointError(f"{path} is not a sarsweep checkpoint (format {FORMAT})")
+    return state
+
+
+def config_of(state: dict[str, Any], path: str | Path) -> TrainConfig:
+    try:
+        return TrainConfig.from_dict(state["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: the config it carries is invalid: {exc}") from None
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, TrainConfig]:
+    """Rebuild the model a checkpoint was made from, with its weights, in eval mode."""
+    from models import create_model
+
+    state = load_checkpoint(path)
+    cfg = config_of(state, path)
+    model = create_model(cfg.variant, **cfg.model_kwargs)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg

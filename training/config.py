@@ -1,0 +1,225 @@
+"""The one config schema: `TrainConfig` describes one training run, everywhere.
+
+`sarsweep train --config run.yaml` reads it, a search trial builds it from sampled values, an
+export writes it back, and every checkpoint carries it. Load with `load_train_config(path)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from training.errors import ConfigError
+from training.schema import build, to_plain
+
+DEFAULT_INCLUDE = ["**/*.tif", "**/*.tiff", "**/*.npy", "**/*.png", "**/*.jpg", "**/*.jpeg"]
+
+
+def _require(ok: bool, field_name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(field_name, message)
+
+
+@dataclass
+class SyntheticConfig:
+    """Generated speckled scenes: the embedded default data set (no download needed)."""
+
+    scenes: int = 24
+    """Number of scenes (files) to generate; the train/val split is made over scenes."""
+    size: int = 128
+    """Side of each square scene in pixels."""
+    looks: int = 4
+    """Number of looks L of the Gamma(L, 1/L) intensity speckle; 1 is the harshest."""
+    seed: int = 0
+    """Seed of the scene generator: the same seed gives the same scenes on every machine."""
+
+    def __post_init__(self) -> None:
+        _require(self.scenes >= 2, "scenes", f"must be at least 2 (one to train, one to validate), got {self.scenes}")
+        _require(self.size >= 8, "size", f"must be at least 8 pixels, got {self.size}")
+        _require(self.looks >= 1, "looks", f"must be at least 1, got {self.looks}")
+
+
+@dataclass
+class DataConfig:
+    """Where the SAR rasters come from and how they become normalised patches."""
+
+    root: str | None = None
+    """Directory of SAR rasters (searched recursively); null = generated synthetic scenes."""
+    include: list[str] = field(default_factory=lambda: list(DEFAULT_INCLUDE))
+    """Glob patterns, relative to `root`, of the files to read."""
+    kind: Literal["auto", "amplitude", "intensity", "complex"] = "auto"
+    """What the numbers are. auto: complex dtypes and rasters with negative values are complex
+    (I/Q channel pairs), everything else amplitude. Intensity (e.g. sigma0) must be said."""
+    channels: int = 1
+    """Channels fed to the model (1 single-pol, 2 dual-pol); also the model's in_channels."""
+    band: int = -1
+    """With channels=1, which polarisation band of a multi-band raster to keep (-1 = last,
+    VV in OpenSARShip's [VH, VV] order)."""
+    patch_size: int = 32
+    """Side of the square training patches; must be a multiple of the model's downsampling."""
+    stride: int | None = None
+    """Step between patches; null = patch_size (no overlap)."""
+    small_chips: Literal["skip", "pad"] = "skip"
+    """Chips smaller than a patch: skip them, or pad them (mirror) up to one patch."""
+    clip_percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
+    """Per-image percentiles of log-amplitude mapped to 0 and 1 (values beyond are clipped)."""
+    val_fraction: float = 0.2
+    """Share of source files held out for validation (the split is by file, never by patch)."""
+    seed: int = 0
+    """Seed of the train/val split and of the nested train subsets."""
+    val_max_patches: int | None = None
+    """Cap on validation patches (a fixed seeded subset), to bound validation time."""
+    on_error: Literal["raise", "skip"] = "raise"
+    """A corrupt or unreadable file: stop with an error naming it, or warn and skip it."""
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    """Generator settings, used only when root is null."""
+
+    def __post_init__(self) -> None:
+        _require(self.channels >= 1, "channels", f"must be at least 1, got {self.channels}")
+        _require(self.patch_size >= 8, "patch_size", f"must be at least 8, got {self.patch_size}")
+        _require(self.stride is None or self.stride >= 1, "stride", f"must be positive, got {self.stride}")
+        _require(len(self.include) > 0, "include", "needs at least one glob pattern")
+        lo_hi = self.clip_percentiles
+        _require(
+            len(lo_hi) == 2 and 0.0 <= lo_hi[0] < lo_hi[1] <= 100.0, "clip_percentiles",
+            f"must be [low, high] with 0 <= low < high <= 100, got {lo_hi}",
+        )
+        _require(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        _require(
+            self.val_max_patches is None or self.val_max_patches >= 1, "val_max_patches",
+            f"must be positive or null, got {self.val_max_patches}",
+        )
+
+    @property
+    def effective_stride(self) -> int:
+        return self.stride or self.patch_size
+
+
+@dataclass
+class TrainConfig:
+    """One training run of one autoencoder variant."""
+
+    variant: str = "baseline"
+    """Model name from the registry: baseline, resnet_lite, residual, attention."""
+    base_channels: int = 64
+    """Width of the first level; deeper levels are multiples of it."""
+    latent_channels: int = 16
+    """Channels of the latent code at 1/8 resolution."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The data set (see DataConfig)."""
+    fraction: float = 1.0
+    """Share of the training split to train on (nested subsets: 0.05 lies inside 0.2)."""
+    epochs: int = 20
+    """Passes over the training subset."""
+    batch_size: int = 32
+    """Patches per optimisation step."""
+    lr: float = 1e-3
+    """Peak learning rate, reached at the end of warmup."""
+    warmup_epochs: int = 0
+    """Epochs of linear warmup from lr/10 to lr (applied per step)."""
+    schedule: Literal["constant", "cosine"] = "constant"
+    """After warmup: hold lr (the seed trainer's behaviour) or cosine-decay it to 0."""
+    optimizer: Literal["adam", "adamw"] = "adam"
+    """Adam (L2 penalty in the gradient) or AdamW (decoupled weight decay)."""
+    weight_decay: float = 0.0
+    """Weight decay of the optimizer."""
+    grad_clip: float | None = 1.0
+    """Max global gradient norm; 0 or null turns clipping off."""
+    loss: Literal["mse", "l1"] = "mse"
+    """Reconstruction loss."""
+    seed: int = 0
+    """Seed of model init and batch order: on CPU the same seed repeats a run exactly."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda or cuda:N."""
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    """auto = bf16 autocast + channels_last on CUDA, fp32 on CPU."""
+    out_dir: str = "runs/train"
+    """Directory for best.pt and last.pt."""
+
+    def __post_init__(self) -> None:
+        from models import list_models  # deferred: keeps `import training.config` torch-free
+
+        _require(self.variant in list_models(), "variant",
+                 f"unknown variant {self.variant!r}; known: {', '.join(list_models())}")
+        _require(self.base_channels >= 1, "base_channels", f"must be at least 1, got {self.base_channels}")
+        _require(self.latent_channels >= 1, "latent_channels", f"must be at least 1, got {self.latent_channels}")
+        _require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
+        _require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        _require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        _require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a positive number, got {self.lr}")
+        _require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
+                 f"must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs}")
+        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.grad_clip is None or self.grad_clip >= 0, "grad_clip",
+                 f"must be >= 0 or null, got {self.grad_clip}")
+        _require(self.device == "auto" or self.device == "cpu" or self.device.split(":")[0] == "cuda",
+                 "device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        factor = _downsample_factor(self.variant)
+        _require(self.data.patch_size % factor == 0, "data.patch_size",
+                 f"{self.data.patch_size} is not a multiple of {self.variant}'s downsampling factor {factor}")
+
+    @property
+    def model_kwargs(self) -> dict[str, int]:
+        return {"base_channels": self.base_channels, "latent_channels": self.latent_channels,
+                "in_channels": self.data.channels}
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str | None = None) -> TrainConfig:
+        try:
+            return build(cls, data)
+        except ConfigError as exc:
+            raise exc.within(source=source) from None
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with top-level fields changed."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+
+def _downsample_factor(variant: str) -> int:
+    from models import create_model
+
+    # A width-1 instance is tiny and always agrees with the real architecture.
+    return int(create_model(variant, base_channels=1).downsample_factor)
+
+
+def config_hash(obj: Any) -> str:
+    """Short stable hash of a config (or any plain tree), for cache keys and study guards."""
+    text = json.dumps(to_plain(obj), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def read_yaml(path: str | Path) -> Any:
+    """`yaml.safe_load` of a file, every failure turned into one ConfigError naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("", "config file not found", str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read config file ({exc.__class__.__name__}: {exc})", str(path)) from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError("", f"invalid YAML{where}: {problem}", str(path)) from None
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    return TrainConfig.from_dict(read_yaml(path), source=str(path))
+
+
+def dump_yaml(data: dict[str, Any], header: str = "") -> str:
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    return comment + body

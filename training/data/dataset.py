@@ -1,0 +1,189 @@
+"""From a DataConfig to train/val patch arrays: list files, read, cut, cache, split, subset.
+
+The expensive part (decoding and cutting every raster) is cached on disk under a key made of
+the data config and the files' sizes and modification times, so every trial of a study after
+the first one reads a memory-mapped `.npy`. The split and the subsets are computed from the
+cached index in microseconds, so they cost nothing per trial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training.config import DataConfig, config_hash
+from training.data.patches import extract_patches
+from training.data.readers import read_raster
+from training.data.synthetic import synthetic_dir
+from training.errors import DataError, RasterReadError
+
+log = logging.getLogger("sarsweep.data")
+CACHE_VERSION = 1
+
+
+def cache_root() -> Path:
+    """Where prepared data lives: $SARSWEEP_CACHE, else ~/.cache/sarsweep (node-local)."""
+    return Path(os.environ.get("SARSWEEP_CACHE") or Path.home() / ".cache" / "sarsweep")
+
+
+@dataclass
+class PreparedData:
+    """Every patch of a data config, with the source file of each."""
+
+    patches: np.ndarray
+    """(N, C, P, P) float32, usually a read-only memory map."""
+    patch_file: np.ndarray
+    """(N,) index into `files` of each patch's source file."""
+    files: list[str]
+    """Source files, relative to the data root."""
+    skipped: list[str]
+    """Files left out because they could not be read (on_error: skip)."""
+    cache_path: Path | None = None
+
+
+@dataclass
+class SplitData:
+    """The arrays one run trains and validates on."""
+
+    train: np.ndarray
+    val: np.ndarray
+    train_files: list[str]
+    val_files: list[str]
+    total_train_patches: int
+    """Train-split patches before the fraction was taken."""
+
+
+def data_root(cfg: DataConfig) -> Path:
+    if cfg.root is None:
+        return synthetic_dir(cfg.synthetic, cfg.channels, cache_root())
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.root: directory not found: {cfg.root}")
+    return root
+
+
+def list_sources(root: Path, include: list[str]) -> list[Path]:
+    """Files under root matching any pattern, sorted by relative path (so order is stable)."""
+    found = {p for pattern in include for p in root.glob(pattern) if p.is_file()}
+    if not found:
+        raise DataError(f"data.include: no file under {root} matches {', '.join(include)}")
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def _cache_key(cfg: DataConfig, root: Path, sources: list[Path]) -> str:
+    stats = [(p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
+    relevant = {
+        "version": CACHE_VERSION, "root": str(root.resolve()), "files": stats,
+        **{k: getattr(cfg, k) for k in ("kind", "channels", "band", "patch_size", "small_chips",
+                                        "clip_percentiles", "on_error")},
+        "stride": cfg.effective_stride,
+    }
+    return config_hash(relevant)
+
+
+def _read_all(cfg: DataConfig, root: Path, sources: list[Path]) -> PreparedData:
+    chunks, owners, files, skipped = [], [], [], []
+    for path in sources:
+        rel = path.relative_to(root).as_posix()
+        try:
+            image = read_raster(path, cfg)
+        except RasterReadError as exc:
+            if cfg.on_error == "raise":
+                raise
+            log.warning("skipping %s", exc)
+            skipped.append(rel)
+            continue
+        patches = extract_patches(image, cfg.patch_size, cfg.effective_stride, cfg.small_chips)
+        if len(patches):
+            owners.append(np.full(len(patches), len(files), dtype=np.int32))
+            chunks.append(patches)
+            files.append(rel)
+    shape = (0, cfg.channels, cfg.patch_size, cfg.patch_size)
+    patches = np.concatenate(chunks) if chunks else np.empty(shape, np.float32)
+    owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
+    return PreparedData(patches.astype(np.float32, copy=False), owner, files, skipped)
+
+
+def _atomic_write(path: Path, write: object) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        write(tmp)  # type: ignore[operator]
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def prepare(cfg: DataConfig) -> PreparedData:
+    """All patches for `cfg`, from the on-disk cache when it has them."""
+    root = data_root(cfg)
+    sources = list_sources(root, cfg.include)
+    directory = cache_root() / "patches"
+    key = _cache_key(cfg, root, sources)
+    array_path, index_path = directory / f"{key}.npy", directory / f"{key}.json"
+    if index_path.is_file() and array_path.is_file():  # the index is written last: it marks completion
+        index = json.loads(index_path.read_text())
+        patches = np.load(array_path, mmap_mode="r")
+        return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"],
+                            index["skipped"], array_path)
+    prepared = _read_all(cfg, root, sources)
+    directory.mkdir(parents=True, exist_ok=True)
+    _atomic_write(array_path, lambda tmp: np.save(open(tmp, "wb"), prepared.patches))
+    index = {"files": prepared.files, "skipped": prepared.skipped,
+             "patch_file": prepared.patch_file.tolist()}
+    _atomic_write(index_path, lambda tmp: Path(tmp).write_text(json.dumps(index)))
+    prepared.cache_path = array_path
+    return prepared
+
+
+def split_files(n_files: int, val_fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of the files held out for validation (at least one, never all)."""
+    if n_files < 2:
+        raise DataError(f"need at least 2 source files with patches to split train/val, got {n_files}")
+    n_val = min(max(1, round(val_fraction * n_files)), n_files - 1)
+    order = np.random.default_rng([seed, 0]).permutation(n_files)
+    return np.sort(order[:n_val])
+
+
+def nested_subset(n: int, fraction: float, seed: int, stream: int = 1) -> np.ndarray:
+    """Sorted indices of the first `floor(fraction * n)` of one seeded permutation of range(n).
+
+    The permutation does not depend on the fraction, so smaller subsets lie inside larger ones.
+    """
+    count = n if fraction >= 1.0 else int(fraction * n)
+    return np.sort(np.random.default_rng([seed, stream]).permutation(n)[:count])
+
+
+def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData:
+    """Train subset (`fraction` of the train split) and validation patches, as arrays in RAM."""
+    desc = f"patch_size {cfg.patch_size}, stride {cfg.effective_stride}"
+    if len(prepared.patches) == 0:
+        raise DataError(f"no patch of {desc} could be cut from {len(prepared.files) + len(prepared.skipped)} "
+                        f"readable file(s); lower data.patch_size or set data.small_chips: pad")
+    val_files = split_files(len(prepared.files), cfg.val_fraction, cfg.seed)
+    is_val = np.isin(prepared.patch_file, val_files)
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    chosen = train_idx[nested_subset(len(train_idx), fraction, cfg.seed)]
+    if len(chosen) == 0:
+        raise DataError(f"fraction {fraction} of {len(train_idx)} training patches ({desc}) "
+                        "selects no patch; raise the fraction or use more data")
+    if cfg.val_max_patches is not None and len(val_idx) > cfg.val_max_patches:
+        val_idx = val_idx[nested_subset(len(val_idx), cfg.val_max_patches / len(val_idx), cfg.seed, 2)]
+    val_set = set(val_files.tolist())
+    return SplitData(
+        train=np.ascontiguousarray(prepared.patches[chosen]),
+        val=np.ascontiguousarray(prepared.patches[val_idx]),
+        train_files=[f for i, f in enumerate(prepared.files) if i not in val_set],
+        val_files=[prepared.files[i] for i in val_files],
+        total_train_patches=len(train_idx),
+    )
+
+
+def load_data(cfg: DataConfig, fraction: float = 1.0) -> SplitData:
+    """The one call the trainer makes: prepared (cached) data, split and subset."""
+    return split(prepare(cfg), cfg, fraction)

@@ -1,0 +1,68 @@
+"""Speckled synthetic SAR scenes: the embedded default data set.
+
+Reflectivity is piecewise smooth (Voronoi regions with their own level, a smooth field inside,
+a few bright point targets); the observed intensity is reflectivity times Gamma(L, 1/L)
+speckle, the standard L-look model. Scenes are stored as amplitude `.npy` files and then read
+like any real raster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+from skimage.filters import gaussian
+
+from training.config import SyntheticConfig, config_hash
+
+GENERATOR_VERSION = 1
+
+
+def reflectivity(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Piecewise-smooth log-normal reflectivity map of one scene."""
+    n_regions = int(rng.integers(4, 12))
+    seeds = rng.uniform(0, size, (n_regions, 2))
+    yy, xx = np.mgrid[0:size, 0:size]
+    distance = (yy[..., None] - seeds[:, 0]) ** 2 + (xx[..., None] - seeds[:, 1]) ** 2
+    levels = rng.normal(0.0, 1.0, n_regions)[distance.argmin(axis=-1)]
+    smooth = gaussian(rng.normal(0.0, 1.0, (size, size)), sigma=size / 10, preserve_range=True)
+    log_r = levels + 0.5 * smooth / (smooth.std() + 1e-12)
+    for _ in range(int(rng.integers(1, 6))):  # ships, buildings: strong point scatterers
+        y, x = rng.integers(2, size - 2, 2)
+        log_r[y - 1 : y + 2, x - 1 : x + 2] += rng.uniform(3.0, 5.0)
+    return np.exp(log_r)
+
+
+def speckled_scene(rng: np.random.Generator, size: int, looks: int, channels: int) -> np.ndarray:
+    """(size, size, channels) float32 amplitude; bands share structure, not speckle."""
+    base = reflectivity(rng, size)
+    bands = []
+    for band in range(channels):
+        ratio = 1.0 if band == 0 else rng.uniform(0.1, 0.5)  # cross-pol is weaker
+        speckle = rng.gamma(shape=looks, scale=1.0 / looks, size=(size, size))
+        bands.append(np.sqrt(base * ratio * speckle))
+    return np.stack(bands, axis=-1).astype(np.float32)
+
+
+def synthetic_dir(cfg: SyntheticConfig, channels: int, cache_root: Path) -> Path:
+    """Directory of generated scenes for this config, created once (atomically) on first use."""
+    key = config_hash({"synthetic": cfg, "channels": channels, "version": GENERATOR_VERSION})
+    target = cache_root / "synthetic" / key
+    if target.is_dir():
+        return target
+    staging = cache_root / "synthetic" / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    try:
+        rng = np.random.default_rng(cfg.seed)
+        for i in range(cfg.scenes):
+            np.save(staging / f"scene_{i:04d}.npy", speckled_scene(rng, cfg.size, cfg.looks, channels))
+        os.replace(staging, target)
+    except OSError:
+        if not target.is_dir():  # a concurrent writer did not win either: a real failure
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

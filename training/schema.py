@@ -1,0 +1,104 @@
+"""Strict construction of (nested) config dataclasses from plain mappings.
+
+Every config in sarsweep goes through `build`: unknown keys are rejected, values are checked
+against the field's annotation, and any error names the dotted path of the field (`data.stride`).
+Field-level rules live in each dataclass's `__post_init__` and raise `ConfigError(field, ...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from training.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def _convert(value: Any, tp: Any, field: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in (o for o in options if o is not type(None)):
+            try:
+                return _convert(value, option, field)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0] if len(errors) == 1 else ConfigError(
+            field, f"expected one of {' | '.join(_type_name(o) for o in options)}, got {value!r}"
+        )
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(field, f"must be one of {', '.join(map(repr, allowed))}; got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(field, f"expected a list, got {value!r}")
+        (item_tp, *_rest) = typing.get_args(tp) or (Any,)
+        items = [_convert(v, item_tp, f"{field}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, field)
+    return _convert_scalar(value, tp, field)
+
+
+def _convert_scalar(value: Any, tp: Any, field: str) -> Any:
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float) and isinstance(value, bool):
+        raise ConfigError(field, f"expected {tp.__name__}, got a boolean {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(field, f"expected {_type_name(tp)}, got {value!r}")
+    return value
+
+
+def build(cls: type[T], data: Any, field: str = "") -> T:
+    """Instantiate dataclass `cls` from mapping `data`, strictly."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, Mapping):
+        raise ConfigError(field, f"expected a mapping of {cls.__name__} fields, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(str(k) for k in data if k not in fields)
+    if unknown:
+        where = f"{field}.{unknown[0]}" if field else unknown[0]
+        raise ConfigError(where, f"unknown key; known keys here: {', '.join(sorted(fields))}")
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{field}.{name}" if field else name
+        kwargs[name] = _convert(value, hints[name], path)
+    missing = [
+        n for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{field}.{missing[0]}" if field else missing[0], "required key is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:
+        raise exc.within(field or None) from None
+
+
+def to_plain(obj: Any) -> Any:
+    """A dataclass tree as plain dicts/lists/scalars (YAML- and JSON-safe)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj

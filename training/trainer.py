@@ -1,0 +1,254 @@
+"""One run of one config: `train(cfg, on_epoch_end=...)`.
+
+Reads top to bottom like nanoGPT's train.py: build, (resume), then per epoch: shuffle, steps
+(warmup LR, forward, loss, backward, clip, step), validate, checkpoint, callback. The callback
+gets an EpochResult after the checkpoints are on disk; an exception it raises (a pruner's, say)
+ends the run and propagates. Run from the shell as `sarsweep train --config run.yaml`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from models import count_parameters, create_model
+from training.checkpoint import FORMAT, config_of, load_checkpoint, save_atomic
+from training.config import TrainConfig
+from training.data import SplitData, load_data
+from training.errors import CheckpointError, NonFiniteLossError
+from training.metrics import psnr, ssim
+
+# Fields a resumed run may change: where it runs and how long it goes on.
+RESUMABLE_CHANGES = {"epochs", "out_dir", "device"}
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    """Epochs completed (1-based)."""
+    train_loss: float
+    val_psnr: float
+    val_ssim: float
+    lr: float
+    """Learning rate of the epoch's last step."""
+    seconds: float
+    device: str
+    is_best: bool
+
+
+@dataclass
+class TrainResult:
+    best_psnr: float
+    best_ssim: float
+    best_epoch: int
+    params: int
+    best_path: Path
+    last_path: Path
+    device: str
+    start_epoch: int
+    """Epochs already done when this call began (0 unless resumed)."""
+    history: list[EpochResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+EpochCallback = Callable[[EpochResult], None]
+
+
+def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    """Linear warmup from base_lr/10 to base_lr over warmup_steps, then constant or cosine to 0."""
+    if step < warmup_steps:
+        return base_lr * (0.1 + 0.9 * step / warmup_steps)
+    if schedule == "constant":
+        return base_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Full batches only (a 1-sample tail batch breaks batch norm); at least one batch."""
+    return max(1, n_train // batch_size)
+
+
+class Run:
+    """The mutable state of one training run."""
+
+    def __init__(self, cfg: TrainConfig, data: SplitData) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        on_cuda = self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if cfg.precision == "bf16" or (cfg.precision == "auto" and on_cuda) else None
+        self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+        torch.manual_seed(cfg.seed)
+        self.model = create_model(cfg.variant, **cfg.model_kwargs).to(self.device, memory_format=self.memory_format)
+        self.params = count_parameters(self.model)
+        opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                 **({"fused": True} if on_cuda else {}))
+        self.batch_rng = torch.Generator().manual_seed(cfg.seed)
+        self.train_x = torch.from_numpy(data.train).to(self.device)
+        self.val_x = torch.from_numpy(data.val).to(self.device)
+        self.steps = steps_per_epoch(len(self.train_x), cfg.batch_size)
+        self.warmup_steps = cfg.warmup_epochs * self.steps
+        self.total_steps = cfg.epochs * self.steps
+        self.step = 0
+        self.epoch = 0
+        self.best: dict[str, float] = {"psnr": -math.inf, "ssim": 0.0, "epoch": 0}
+        self.history: list[EpochResult] = []
+        # Non-finite checks force a host sync; on CUDA they are batched.
+        self.check_every = 32 if on_cuda else 1
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        out = out.float()
+        return F.l1_loss(out, target) if self.cfg.loss == "l1" else F.mse_loss(out, target)
+
+    def train_epoch(self, progress: bool | None) -> tuple[float, float]:
+        cfg, model = self.cfg, self.model
+        model.train()
+        order = torch.randperm(len(self.train_x), generator=self.batch_rng).to(self.device)
+        losses = torch.zeros(self.steps, device=self.device)
+        # disable=None: tqdm shows the bar only on a terminal.
+        bar = tqdm(total=self.steps, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                   disable=None if progress is None else not progress, leave=False, dynamic_ncols=True)
+        lr = cfg.lr
+        for i in range(self.steps):
+            x = self.train_x[order[i * cfg.batch_size : (i + 1) * cfg.batch_size]]
+            x = x.contiguous(memory_format=self.memory_format)
+            lr = lr_at(self.step, cfg.lr, self.warmup_steps, self.total_steps, cfg.schedule)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with self.autocast():
+                loss = self.loss(model(x), x)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            losses[i] = loss.detach()
+            self.step += 1
+            if (i + 1) % self.check_every == 0 or i + 1 == self.steps:
+                self._check_finite(losses, i)
+                bar.set_postfix(loss=f"{losses[i].item():.4g}", lr=f"{lr:.2e}", refresh=False)
+            bar.update(1)
+        bar.close()
+        return float(losses.mean()), lr
+
+    def _check_finite(self, losses: torch.Tensor, upto: int) -> None:
+        bad = torch.nonzero(~torch.isfinite(losses[: upto + 1]))
+        if len(bad):
+            i = int(bad[0])
+            step_in_run = self.step - (upto + 1) + i
+            raise NonFiniteLossError(self.epoch + 1, step_in_run, float(losses[i]))
+
+    @torch.no_grad()
+    def validate(self) -> tuple[float, float]:
+        self.model.eval()
+        psnrs, ssims = [], []
+        for batch in self.val_x.split(max(self.cfg.batch_size, 64)):
+            batch = batch.contiguous(memory_format=self.memory_format)
+            with self.autocast():
+                out = self.model(batch)
+            out = out.float().clamp(0.0, 1.0)
+            psnrs.append(psnr(out, batch))
+            ssims.append(ssim(out, batch))
+        return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
+
+    def state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state(), "batch": self.batch_rng.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch, "step": self.step,
+            "params": self.params, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "rng": rng, "best": dict(self.best),
+            "history": [asdict(h) for h in self.history],
+            "metrics": {"val_psnr": self.best["psnr"], "val_ssim": self.best["ssim"]},
+        }
+
+    def save(self, out_dir: Path, is_best: bool) -> None:
+        state = self.state()
+        if is_best:
+            keep = ("format", "config", "epoch", "params", "model", "metrics")
+            save_atomic({k: state[k] for k in keep}, out_dir / "best.pt")
+        save_atomic(state, out_dir / "last.pt")
+
+    def restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        saved = config_of(state, path).to_dict()
+        wanted = self.cfg.to_dict()
+        for key in sorted(set(saved) | set(wanted)):
+            if key not in RESUMABLE_CHANGES and saved.get(key) != wanted.get(key):
+                raise CheckpointError(
+                    f"{path} was made with {key}={saved.get(key)!r}, this run has {key}={wanted.get(key)!r}; "
+                    f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume"
+                )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        self.batch_rng.set_state(state["rng"]["batch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.best = dict(state["best"])
+        self.history = [EpochResult(**h) for h in state["history"]]
+
+
+def train(
+    cfg: TrainConfig,
+    on_epoch_end: EpochCallback | None = None,
+    resume: bool | str | Path = False,
+    progress: bool | None = None,
+    data: SplitData | None = None,
+) -> TrainResult:
+    """Train `cfg` to its last epoch and return the best validation metrics.
+
+    resume: True continues from `out_dir/last.pt` when it exists, a path continues from that
+    file (which must exist). progress: None shows a bar only on a terminal.
+    """
+    started = time.perf_counter()
+    out_dir = Path(cfg.out_dir)
+    run = Run(cfg, data if data is not None else load_data(cfg.data, cfg.fraction))
+    last = Path(resume) if isinstance(resume, (str, Path)) else out_dir / "last.pt"
+    if isinstance(resume, (str, Path)) or (resume and last.is_file()):
+        run.restore(last)
+    start_epoch = run.epoch
+    while run.epoch < cfg.epochs:
+        t0 = time.perf_counter()
+        train_loss, lr = run.train_epoch(progress)
+        val_psnr, val_ssim = run.validate()
+        run.epoch += 1
+        is_best = val_psnr > run.best["psnr"]
+        if is_best:
+            run.best = {"psnr": val_psnr, "ssim": val_ssim, "epoch": run.epoch}
+        result = EpochResult(run.epoch, train_loss, val_psnr, val_ssim, lr,
+                             time.perf_counter() - t0, str(run.device), is_best)
+        run.history.append(result)
+        run.save(out_dir, is_best)
+        if on_epoch_end is not None:
+            on_epoch_end(result)
+    return TrainResult(
+        best_psnr=run.best["psnr"], best_ssim=run.best["ssim"], best_epoch=int(run.best["epoch"]),
+        params=run.params, best_path=out_dir / "best.pt", last_path=out_dir / "last.pt",
+        device=str(run.device), start_epoch=start_epoch, history=run.history,
+        seconds=time.perf_counter() - started,
+    )
