@@ -52,7 +52,8 @@ class ChannelSpatialAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
-        hidden = max(channels // reduction, 1)
+        # At narrow widths a single hidden ReLU unit can die and silence the gate: keep 4.
+        hidden = max(channels // reduction, 4)
         self.channel = nn.Sequential(
             nn.AdaptiveAvgPool2d(1),
             nn.Conv2d(channels, hidden, 1),

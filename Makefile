@@ -1,0 +1,35 @@
+# sarsweep: the two commands a fresh machine needs.
+#   make demo   # set up (if needed) and run the main job on generated SAR data
+#   make test   # set up (if needed) and run the whole test suite
+# Set-up creates .venv, installs torch 2.13.0 (the CPU wheel; bring your own CUDA build by
+# installing it into .venv first) and then sarsweep with its test extra.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+
+.PHONY: install demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/sarsweep train --config configs/train_synthetic.yaml
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python bench/epoch_time.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,163 @@
+"""Split by file, nested deterministic subsets, the patch cache, and the synthetic generator."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import training.data.dataset as dataset
+from training.config import DataConfig, SyntheticConfig
+from training.data import load_data, nested_subset, prepare, split
+from training.data.patches import extract_patches
+from training.data.synthetic import reflectivity, speckled_scene
+from training.errors import DataError, RasterReadError
+
+
+def s1_cfg(s1: Path, **kw: object) -> DataConfig:
+    return DataConfig(root=str(s1), include=["*/Patch/*.tif"], patch_size=16, **kw)  # type: ignore[arg-type]
+
+
+def rows(a: np.ndarray) -> set[bytes]:
+    return {r.tobytes() for r in a}
+
+
+@pytest.fixture
+def chips(s1: Path, tmp_path: Path) -> Path:
+    """A private copy of eight real chips, so tests may change and break files."""
+    folder = tmp_path / "chips"
+    folder.mkdir()
+    for src in sorted((s1 / "S1A_IW_GRDH_1SSV_20160131T204259_20160131T204324_009743_00E3C6_E792" / "Patch").glob("*.tif"))[:8]:
+        shutil.copy(src, folder / src.name)
+    return folder
+
+
+def test_no_patch_of_a_validation_file_ever_trains(s1: Path) -> None:
+    cfg = s1_cfg(s1)
+    prepared = prepare(cfg)
+    data = split(prepared, cfg, 1.0)
+    assert set(data.train_files).isdisjoint(data.val_files)
+    assert len(data.train_files) + len(data.val_files) == len(prepared.files)
+    owner = {prepared.patches[i].tobytes(): prepared.files[prepared.patch_file[i]] for i in range(len(prepared.patches))}
+    assert {owner[r] for r in rows(data.val)} <= set(data.val_files)
+    assert {owner[r] for r in rows(data.train)} <= set(data.train_files)
+    assert rows(data.train).isdisjoint(rows(data.val))
+
+
+def test_split_and_subsets_are_deterministic_for_a_seed(s1: Path) -> None:
+    a, b = load_data(s1_cfg(s1), 0.2), load_data(s1_cfg(s1), 0.2)
+    np.testing.assert_array_equal(a.train, b.train)
+    np.testing.assert_array_equal(a.val, b.val)
+    other = load_data(s1_cfg(s1, seed=1), 0.2)
+    assert other.val_files != a.val_files
+
+
+def test_fraction_subsets_are_nested(s1: Path) -> None:
+    small, medium, full = (load_data(s1_cfg(s1), f) for f in (0.05, 0.2, 1.0))
+    n = full.total_train_patches
+    assert len(small.train) == int(0.05 * n) and len(medium.train) == int(0.2 * n) and len(full.train) == n
+    assert rows(small.train) <= rows(medium.train) <= rows(full.train)
+    np.testing.assert_array_equal(small.val, full.val)  # validation never depends on the fraction
+
+
+@pytest.mark.parametrize("n", [1, 7, 100, 1001])
+def test_nested_subset_indices(n: int) -> None:
+    subsets = [set(nested_subset(n, f, seed=4).tolist()) for f in (0.05, 0.2, 0.5, 1.0)]
+    assert all(a <= b for a, b in zip(subsets, subsets[1:]))
+    assert subsets[-1] == set(range(n))
+
+
+def test_val_max_patches_caps_validation_with_a_fixed_subset(s1: Path) -> None:
+    capped = load_data(s1_cfg(s1, val_max_patches=50), 1.0)
+    assert len(capped.val) == 50
+    assert rows(capped.val) <= rows(load_data(s1_cfg(s1), 1.0).val)
+
+
+def test_second_prepare_reads_the_cache_not_the_rasters(chips: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = DataConfig(root=str(chips), patch_size=16)
+    first = prepare(cfg)
+
+    def no_decoding(*_: object) -> None:
+        raise AssertionError("rasters decoded again")
+
+    monkeypatch.setattr(dataset, "read_raster", no_decoding)
+    second = prepare(cfg)
+    assert isinstance(second.patches, np.memmap) and second.cache_path is not None
+    np.testing.assert_array_equal(np.asarray(second.patches), first.patches)
+    assert not list(second.cache_path.parent.glob(".*.tmp"))
+
+
+def test_cache_is_rebuilt_when_a_file_changes(chips: Path) -> None:
+    cfg = DataConfig(root=str(chips), patch_size=16)
+    before = prepare(cfg)
+    victim = sorted(chips.glob("*.tif"))[0]
+    victim.unlink()
+    after = prepare(cfg)
+    assert victim.name in before.files and victim.name not in after.files
+    assert after.cache_path != before.cache_path
+
+
+def test_corrupt_file_raises_naming_it_or_is_skipped(chips: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bad = chips / "Zzz_broken.tif"
+    bad.write_bytes(b"II*\x00garbage")
+    with pytest.raises(RasterReadError, match="Zzz_broken.tif"):
+        prepare(DataConfig(root=str(chips), patch_size=16))
+    with caplog.at_level(logging.WARNING, logger="sarsweep.data"):
+        prepared = prepare(DataConfig(root=str(chips), patch_size=16, on_error="skip"))
+    assert prepared.skipped == ["Zzz_broken.tif"] and len(prepared.files) == 8
+    assert any("Zzz_broken.tif" in r.getMessage() for r in caplog.records)
+
+
+def test_chips_smaller_than_a_patch_are_skipped_or_padded(chips: Path) -> None:
+    import tifffile
+
+    big_enough = {p.name for p in chips.glob("*.tif") if min(tifffile.imread(p).shape[:2]) >= 64}
+    assert 0 < len(big_enough) < 8
+    skip = prepare(DataConfig(root=str(chips), patch_size=64, small_chips="skip"))
+    pad = prepare(DataConfig(root=str(chips), patch_size=64, small_chips="pad"))
+    assert set(skip.files) == big_enough and len(pad.files) == 8
+    assert pad.patches.shape[1:] == (1, 64, 64)
+
+
+def test_empty_results_say_what_produced_nothing(chips: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no patch of patch_size 512, stride 512"):
+        load_data(DataConfig(root=str(chips), patch_size=512))
+    with pytest.raises(DataError, match=r"fraction 0.001 of \d+ training patches \(patch_size 16, stride 16\) selects no patch"):
+        load_data(DataConfig(root=str(chips), patch_size=16), 0.001)
+    with pytest.raises(DataError, match=f"data.root: directory not found: {tmp_path}/absent"):
+        load_data(DataConfig(root=str(tmp_path / "absent")))
+    with pytest.raises(DataError, match=r"data.include: no file under .* matches \*\*/\*.h5"):
+        load_data(DataConfig(root=str(chips), include=["**/*.h5"]))
+
+
+def test_extract_patches_counts_and_positions() -> None:
+    image = np.arange(40 * 50, dtype=np.float32).reshape(1, 40, 50)
+    patches = extract_patches(image, 16, 8)
+    assert patches.shape == (4 * 5, 1, 16, 16)
+    np.testing.assert_array_equal(patches[1, 0], image[0, 0:16, 8:24])
+    padded = extract_patches(image[:, :10, :12], 16, 16, small="pad")
+    assert padded.shape == (1, 1, 16, 16)
+    np.testing.assert_array_equal(padded[0, 0, :10, :12], image[0, :10, :12])
+    assert extract_patches(image[:, :10, :12], 16, 16, small="skip").shape == (0, 1, 16, 16)
+
+
+def test_synthetic_speckle_is_gamma_with_l_looks() -> None:
+    looks = 4
+    scene = speckled_scene(np.random.default_rng(11), 256, looks, channels=1)
+    truth = reflectivity(np.random.default_rng(11), 256)  # the same draws come first
+    ratio = scene[..., 0].astype(np.float64) ** 2 / truth
+    assert abs(ratio.mean() - 1.0) < 0.02
+    assert abs(ratio.var() - 1.0 / looks) < 0.02
+
+
+def test_synthetic_data_is_repeatable_and_seeded() -> None:
+    a = load_data(DataConfig(synthetic=SyntheticConfig(scenes=4, size=32, seed=1), patch_size=16))
+    b = load_data(DataConfig(synthetic=SyntheticConfig(scenes=4, size=32, seed=1), patch_size=16))
+    c = load_data(DataConfig(synthetic=SyntheticConfig(scenes=4, size=32, seed=2), patch_size=16))
+    np.testing.assert_array_equal(a.train, b.train)
+    assert not np.array_equal(a.train, c.train)
+    dual = load_data(DataConfig(synthetic=SyntheticConfig(scenes=4, size=32), channels=2, patch_size=16))
+    assert dual.train.shape[1] == 2

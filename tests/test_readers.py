@@ -1,0 +1,137 @@
+"""Every format and kind in ../shared/data/sar, and broken files."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from training.config import DataConfig
+from training.data.readers import normalise, read_raster
+from training.errors import RasterReadError
+
+GRD_DUAL = "S1A_IW_GRDH_1SDV_20150823T221233_20150823T221258_007396_00A2CA_54D0/Patch/Cargo_x10661_y11170.tif"
+GRD_SINGLE = "S1A_IW_GRDH_1SSV_20160131T204259_20160131T204324_009743_00E3C6_E792/Patch/Cargo_x10109_y8125.tif"
+SLC_SINGLE = "S1A_IW_SLC__1SSV_20150217T204257_20150217T204324_004668_005C34_2DC9/Patch/Cargo_x24622_y4443.tif"
+SLC_DUAL = "S1A_IW_SLC__1SDV_20160606T221231_20160606T221258_011596_011B8A_3FF3/Patch/Cargo_x25277_y9768.tif"
+CAL_WITH_ZEROS = "S1A_IW_SLC__1SDV_20160606T221231_20160606T221258_011596_011B8A_3FF3/Patch_Cal/Cargo_x25277_y9768.tif"
+PCT = [1.0, 99.0]
+
+
+def cfg(**kw: object) -> DataConfig:
+    return DataConfig(**kw)  # type: ignore[arg-type]
+
+
+def test_grd_dual_pol_amplitude_keeps_both_bands_or_the_chosen_one(s1: Path) -> None:
+    raw = tifffile.imread(s1 / GRD_DUAL)
+    both = read_raster(s1 / GRD_DUAL, cfg(channels=2))
+    assert both.shape == (2, *raw.shape[:2]) and both.dtype == np.float32
+    np.testing.assert_array_equal(read_raster(s1 / GRD_DUAL, cfg(channels=1, band=-1))[0], both[1])
+    np.testing.assert_array_equal(read_raster(s1 / GRD_DUAL, cfg(channels=1, band=0))[0], both[0])
+    np.testing.assert_allclose(both, normalise(np.moveaxis(raw, -1, 0).astype(np.float64), PCT))
+
+
+def test_normalised_values_span_zero_to_one_with_percentile_clipping(s1: Path) -> None:
+    band = read_raster(s1 / GRD_SINGLE, cfg())[0]
+    assert band.min() == 0.0 and band.max() == 1.0
+    assert 0.005 <= float((band == 0.0).mean()) <= 0.03  # ~1 % clipped at the low percentile
+    assert 0.005 <= float((band == 1.0).mean()) <= 0.03
+
+
+def test_single_pol_raster_cannot_feed_two_channels(s1: Path) -> None:
+    with pytest.raises(RasterReadError, match=f"{GRD_SINGLE}: has 1 polarisation band.*data.channels is 2"):
+        read_raster(s1 / GRD_SINGLE, cfg(channels=2))
+
+
+def test_slc_iq_pairs_become_amplitude(s1: Path) -> None:
+    iq = tifffile.imread(s1 / SLC_SINGLE).astype(np.float64)
+    assert (iq < 0).any()  # what auto-detection keys on
+    expected = normalise(np.hypot(iq[..., 0], iq[..., 1])[None], PCT)
+    np.testing.assert_allclose(read_raster(s1 / SLC_SINGLE, cfg()), expected)
+    np.testing.assert_allclose(read_raster(s1 / SLC_SINGLE, cfg(kind="complex")), expected)
+
+
+def test_slc_dual_pol_four_bands_are_two_iq_pairs(s1: Path) -> None:
+    iq = np.moveaxis(tifffile.imread(s1 / SLC_DUAL), -1, 0).astype(np.float64)
+    out = read_raster(s1 / SLC_DUAL, cfg(channels=2))
+    np.testing.assert_allclose(out, normalise(np.hypot(iq[0::2], iq[1::2]), PCT))
+
+
+def test_iq_data_declared_amplitude_is_refused(s1: Path) -> None:
+    with pytest.raises(RasterReadError, match="amplitude raster has negative values; is it complex"):
+        read_raster(s1 / SLC_SINGLE, cfg(kind="amplitude"))
+
+
+def test_sigma0_intensity_with_exact_zeros_stays_finite(s1: Path) -> None:
+    raw = tifffile.imread(s1 / CAL_WITH_ZEROS)
+    assert (raw == 0).any()
+    out = read_raster(s1 / CAL_WITH_ZEROS, cfg(kind="intensity", channels=2))
+    assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0
+    # log(sqrt(I)) = log(I)/2: after percentile scaling, intensity and amplitude readings agree.
+    np.testing.assert_allclose(out, read_raster(s1 / CAL_WITH_ZEROS, cfg(kind="amplitude", channels=2)), atol=1e-5)
+
+
+def test_npy_complex_pairs_match_the_amplitude_file(tsx: Path, tmp_path: Path) -> None:
+    from_pairs = read_raster(tsx / "test_image_data.npy", cfg())
+    from_amplitude = read_raster(tsx / "noisy_test_image_data.npy", cfg())
+    assert from_pairs.shape == (1, 256, 256)
+    np.testing.assert_allclose(from_pairs, from_amplitude, atol=1e-4)
+    pairs = np.load(tsx / "test_image_data.npy")
+    np.save(tmp_path / "complex.npy", (pairs[..., 0] + 1j * pairs[..., 1]).astype(np.complex64))
+    np.testing.assert_allclose(read_raster(tmp_path / "complex.npy", cfg()), from_pairs, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["entire_sar2sar_noisy.png", "entire_noisy.png", "crop_noisy_test_image_data.png"])
+def test_png_renderings_are_only_scaled(tsx: Path, name: str) -> None:
+    pixels = np.asarray(Image.open(tsx / name))
+    out = read_raster(tsx / name, cfg())
+    grey = pixels if pixels.ndim == 2 else pixels[..., 0]  # RGBA with grey content
+    assert out.shape == (1, *grey.shape)
+    np.testing.assert_allclose(out[0], grey / 255.0, atol=1e-6)
+
+
+def test_every_sample_file_reads_into_the_unit_interval(sar_data: Path) -> None:
+    files = [p for p in sorted(sar_data.rglob("*")) if p.suffix in {".tif", ".npy", ".png"}]
+    assert len(files) >= 700
+    for path in files:
+        out = read_raster(path, cfg())
+        assert out.ndim == 3 and out.shape[0] == 1, path
+        assert np.isfinite(out).all() and out.min() >= 0.0 and out.max() <= 1.0, path
+
+
+def _truncated(src: Path, dst: Path) -> Path:
+    dst.write_bytes(src.read_bytes()[:300])
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda d, s1, tsx: _truncated(s1 / GRD_DUAL, d / "truncated.tif"), "cannot read SAR raster"),
+        (lambda d, s1, tsx: (d / "junk.tif").write_bytes(b"not a tiff at all" * 10) and d / "junk.tif", "TiffFileError"),
+        (lambda d, s1, tsx: _truncated(tsx / "noisy_test_image_data.npy", d / "cut.npy"), "cannot read SAR raster"),
+        (lambda d, s1, tsx: _truncated(tsx / "entire_noisy.png", d / "cut.png"), "cannot read SAR raster"),
+        (lambda d, s1, tsx: np.save(d / "pickled.npy", np.array([{"a": 1}], dtype=object)) or d / "pickled.npy",
+         "Object arrays cannot be loaded"),
+        (lambda d, s1, tsx: np.save(d / "line.npy", np.ones(5)) or d / "line.npy", "expected a 2-D or 3-D array"),
+        (lambda d, s1, tsx: np.save(d / "odd.npy", -np.ones((9, 9, 3))) or d / "odd.npy", "I/Q band pairs"),
+        (lambda d, s1, tsx: (d / "notes.txt").write_text("x") and d / "notes.txt", "unsupported file type"),
+    ],
+)
+def test_broken_files_are_named(tmp_path: Path, s1: Path, tsx: Path, make, reason: str) -> None:  # type: ignore[no-untyped-def]
+    path = make(tmp_path, s1, tsx)
+    with pytest.raises(RasterReadError, match=reason) as err:
+        read_raster(path, cfg())
+    assert str(path) in str(err.value)
+
+
+def test_channels_first_arrays_are_accepted(s1: Path, tmp_path: Path) -> None:
+    raw = tifffile.imread(s1 / GRD_DUAL)
+    np.save(tmp_path / "chw.npy", np.moveaxis(raw, -1, 0))
+    shutil.copy(s1 / GRD_DUAL, tmp_path / "hwc.tif")
+    np.testing.assert_array_equal(read_raster(tmp_path / "chw.npy", cfg(channels=2)),
+                                  read_raster(tmp_path / "hwc.tif", cfg(channels=2)))
