@@ -1,6 +1,15 @@
 """The `sarsweep` command line.
 
+    sarsweep demo                                   # everything, on generated data, SQLite, CPU
     sarsweep train --config configs/train_synthetic.yaml
+    sarsweep init --campaign configs/campaign.yaml  # schema + studies (once, before workers)
+    sarsweep worker --campaign configs/campaign.yaml --variant baseline --stage quick
+    sarsweep launch --gpus all -- --campaign configs/campaign.yaml --variant baseline --stage quick
+    sarsweep promote --campaign configs/campaign.yaml
+    sarsweep export --campaign configs/campaign.yaml --variant baseline -o best.yaml
+    sarsweep status --campaign configs/campaign.yaml
+
+The storage URL comes from --storage, else $SARSWEEP_STORAGE, else sqlite:///sarsweep.db.
 
 Every user-facing failure is a `SarsweepError`: shown as one line on stderr, exit code 2.
 """
@@ -48,6 +57,130 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _storage(args: argparse.Namespace, role: str, create_schema: bool = False):  # type: ignore[no-untyped-def]
+    from storage import StorageSettings, open_storage, resolve_url
+
+    settings = StorageSettings(
+        role=role,
+        heartbeat_interval=getattr(args, "heartbeat_interval", None) or StorageSettings.heartbeat_interval,
+        grace_period=getattr(args, "grace_period", None) or StorageSettings.grace_period,
+    )
+    return open_storage(resolve_url(args.storage), settings, create_schema=create_schema)
+
+
+def _campaign(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from search.campaign import load_campaign
+
+    return load_campaign(args.campaign)
+
+
+def _variants(campaign, variant: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+    from search.studies import StudyError
+
+    if variant is not None and variant not in campaign.variants:
+        raise StudyError(f"--variant {variant!r} is not in campaign {campaign.name} ({', '.join(campaign.variants)})")
+    return [variant] if variant else list(campaign.variants)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from search.campaign import STAGES
+    from search.studies import ensure_study
+    from storage import redact
+
+    campaign = _campaign(args)
+    storage = _storage(args, "init", create_schema=True)
+    for variant in campaign.variants:
+        for stage in STAGES:
+            _, created = ensure_study(storage, campaign, variant, stage)
+            print(f"{'created' if created else 'exists '} {campaign.study_name(variant, stage)}")
+    print(f"storage ready: {redact(storage.url)}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from search.worker import run_worker
+    from storage import artifacts_root
+
+    campaign = _campaign(args)
+    _variants(campaign, args.variant)
+    storage = _storage(args, f"worker-{args.stage}")
+
+    def report(trial, state) -> None:  # type: ignore[no-untyped-def]
+        frozen = storage.get_trial(trial._trial_id)
+        value = f"value {frozen.value:.4f}" if frozen.value is not None else frozen.user_attrs.get("fail_reason", "")
+        print(f"trial {trial.number} {state.name.lower()} {value}", flush=True)
+
+    summary = run_worker(storage, campaign, args.variant, args.stage, artifacts_root(args.artifacts),
+                         device=args.device, worker_index=args.worker_index, on_trial=report)
+    print(summary.line(), flush=True)
+    return 0
+
+
+def cmd_launch(args: argparse.Namespace) -> int:
+    from search.launch import launch, parse_gpus
+
+    worker_args = [a for a in args.worker_args if a != "--"]
+    return launch(parse_gpus(args.gpus), args.per_gpu, worker_args)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from search.promote import promote
+
+    campaign = _campaign(args)
+    storage = _storage(args, "promote")
+    for variant in _variants(campaign, args.variant):
+        promotions = promote(storage, campaign, variant, args.top_k)
+        if not promotions:
+            print(f"{variant}: no COMPLETE quick trial to promote yet")
+        for p in promotions:
+            state = "enqueued" if p.enqueued else "already promoted"
+            print(f"{variant}: quick trial {p.quick_trial} (value {p.quick_value:.4f}) {state} "
+                  f"in {campaign.study_name(variant, 'full')}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from search.export import export_trial
+
+    campaign = _campaign(args)
+    _variants(campaign, args.variant)
+    path, study, trial = export_trial(_storage(args, "export"), campaign, args.variant, Path(args.output),
+                                      stage=args.stage, number=args.trial)
+    print(f"exported {study.study_name} trial {trial.number} (value {trial.value:.4f}) to {path}")
+    print(f"retrain it with: sarsweep train --config {path}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from search.status import campaign_status, render, waiting_promotions
+
+    campaign = _campaign(args)
+    rows = campaign_status(_storage(args, "status"), campaign)
+    print(render(rows, campaign.objective))
+    print(f"promotions waiting for full-stage workers: {waiting_promotions(rows)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from search.demo import run_demo
+    from storage import artifacts_root, redact
+
+    storage = _storage(args, "demo", create_schema=True)
+    print(f"sarsweep demo on {redact(storage.url)}; checkpoints under {artifacts_root(args.artifacts)}", flush=True)
+    run_demo(storage, artifacts_root(args.artifacts), Path(args.output), args.trials, args.epochs, args.device)
+    return 0
+
+
+def _add_storage(p: argparse.ArgumentParser, artifacts: bool = False) -> None:
+    p.add_argument("--storage", help="storage URL (default: $SARSWEEP_STORAGE, else sqlite:///sarsweep.db)")
+    if artifacts:
+        p.add_argument("--artifacts", help="checkpoint root (default: $SARSWEEP_ARTIFACTS, else ./sarsweep-artifacts)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sarsweep", description="Hyperparameter search for SAR autoencoders.")
     parser.add_argument("--version", action="version", version=f"sarsweep {_version()}")
@@ -61,6 +194,57 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="override device: auto, cpu, cuda, cuda:N")
     train.add_argument("--epochs", type=int, help="override epochs")
     train.set_defaults(func=cmd_train)
+
+    init = commands.add_parser("init", help="create the schema and the campaign's studies (run once)")
+    init.add_argument("--campaign", required=True, help="campaign YAML")
+    _add_storage(init)
+    init.set_defaults(func=cmd_init)
+
+    worker = commands.add_parser("worker", help="run trials of one study until its budget is spent")
+    worker.add_argument("--campaign", required=True, help="campaign YAML")
+    worker.add_argument("--variant", required=True, help="which variant's study")
+    worker.add_argument("--stage", required=True, choices=["quick", "full"])
+    worker.add_argument("--device", help="override the campaign's device: cpu, cuda, cuda:N")
+    worker.add_argument("--worker-index", type=int, help="makes this worker's sampler seed reproducible")
+    worker.add_argument("--heartbeat-interval", type=int, help="seconds between heartbeats (default 30)")
+    worker.add_argument("--grace-period", type=int, help="seconds without heartbeat before a trial is retried (default 120)")
+    _add_storage(worker, artifacts=True)
+    worker.set_defaults(func=cmd_worker)
+
+    launch = commands.add_parser("launch", help="start one worker per GPU (worker options after --)")
+    launch.add_argument("--gpus", default="all", help="'all' or GPU indices like 0,1,3 (default all)")
+    launch.add_argument("--per-gpu", type=int, default=1, help="workers per GPU (CPU workers when there is none)")
+    launch.add_argument("worker_args", nargs=argparse.REMAINDER, help="-- then `sarsweep worker` options")
+    launch.set_defaults(func=cmd_launch)
+
+    promote = commands.add_parser("promote", help="enqueue the best quick configs as full runs (idempotent)")
+    promote.add_argument("--campaign", required=True, help="campaign YAML")
+    promote.add_argument("--variant", help="only this variant (default: all)")
+    promote.add_argument("--top-k", type=int, help="configs per variant (default: the campaign's full.top_k)")
+    _add_storage(promote)
+    promote.set_defaults(func=cmd_promote)
+
+    export = commands.add_parser("export", help="write a trial as a train config YAML")
+    export.add_argument("--campaign", required=True, help="campaign YAML")
+    export.add_argument("--variant", required=True)
+    export.add_argument("--stage", choices=["quick", "full"], help="default: full if it has a result, else quick")
+    export.add_argument("--trial", type=int, help="trial number (default: the best)")
+    export.add_argument("-o", "--output", required=True, help="YAML file to write")
+    _add_storage(export)
+    export.set_defaults(func=cmd_export)
+
+    status = commands.add_parser("status", help="trials by state and the best value per variant and stage")
+    status.add_argument("--campaign", required=True, help="campaign YAML")
+    _add_storage(status)
+    status.set_defaults(func=cmd_status)
+
+    demo = commands.add_parser("demo", help="run a small campaign end to end on generated data")
+    demo.add_argument("-o", "--output", default="best.yaml", help="where the best config goes (default best.yaml)")
+    demo.add_argument("--trials", type=int, help="quick trials per variant (default 6)")
+    demo.add_argument("--epochs", type=int, help="epochs of both stages (default 4 quick, 6 full)")
+    demo.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
+    _add_storage(demo, artifacts=True)
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -1,1 +1,13 @@
-"""Storage URLs -> Optuna storages, and where checkpoints and artifacts live (search-service issue)."""
+"""Storage URLs -> Optuna storages, the per-study lock, and where checkpoints and artifacts live."""
+
+from __future__ import annotations
+
+from storage.artifacts import artifacts_root, trial_dir
+from storage.locks import study_lock
+from storage.rdb import StorageSettings, has_schema, open_storage
+from storage.urls import DEFAULT_URL, StorageError, redact, resolve_url
+
+__all__ = [
+    "DEFAULT_URL", "StorageError", "StorageSettings", "artifacts_root", "has_schema", "open_storage",
+    "redact", "resolve_url", "study_lock", "trial_dir",
+]

@@ -48,6 +48,11 @@ def _convert(value: Any, tp: Any, field: str) -> Any:
         (item_tp, *_rest) = typing.get_args(tp) or (Any,)
         items = [_convert(v, item_tp, f"{field}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(field, f"expected a mapping, got {value!r}")
+        _key_tp, value_tp = typing.get_args(tp)
+        return {str(k): _convert(v, value_tp, f"{field}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return build(tp, value, field)
     return _convert_scalar(value, tp, field)

@@ -1,0 +1,171 @@
+"""The campaign config: what to search, over which variants, in which stages.
+
+    name: sar-2026
+    variants: [baseline, resnet_lite, residual, attention]
+    train: {...}          # a TrainConfig: everything a trial does not sample
+    search: {lr: {low: 1e-4, high: 1e-2, log: true}, ...}
+    overrides: {attention: {base_channels: {choices: [32, 48]}}}
+    objective: psnr
+    quick: {fraction: 0.05, epochs: 20, trials: 30, sampler_seed: 0, pruner: median}
+    full: {fraction: 0.2, epochs: 30, top_k: 3}
+
+Loaded with the same strictness as a train config (training/schema.py): unknown keys and bad
+values are errors naming the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from training.config import TrainConfig, config_hash, read_yaml
+from training.errors import ConfigError
+from training.schema import build, to_plain
+
+STAGES = ("quick", "full")
+# Set by the stage or the trial, never sampled.
+NOT_SEARCHABLE = {"variant", "data", "fraction", "epochs", "seed", "out_dir", "device", "precision"}
+
+
+def _require(ok: bool, field_name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(field_name, message)
+
+
+@dataclass
+class ParamSpec:
+    """One searched parameter: a numeric range (`low`, `high`, `log`, `step`) or `choices`."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.choices is not None:
+            _require(self.low is None and self.high is None, "choices", "give either choices or low/high, not both")
+            _require(len(self.choices) > 0, "choices", "is empty")
+            return
+        _require(self.low is not None and self.high is not None, "low", "a range needs both low and high")
+        assert self.low is not None and self.high is not None
+        _require(self.low < self.high, "low", f"low ({self.low}) must be below high ({self.high})")
+        _require(not self.log or self.low > 0, "low", f"a log range needs low > 0, got {self.low}")
+        _require(self.step is None or self.step > 0, "step", f"must be positive, got {self.step}")
+
+
+def default_space() -> dict[str, ParamSpec]:
+    """The research group's search space (quick stage), overridable key by key."""
+    return {
+        "lr": ParamSpec(low=1e-4, high=3e-3, log=True),
+        "warmup_epochs": ParamSpec(low=0, high=5, step=1),
+        "grad_clip": ParamSpec(choices=[0.0, 0.5, 1.0, 2.0, 5.0]),
+        "base_channels": ParamSpec(choices=[32, 48, 64]),
+        "optimizer": ParamSpec(choices=["adam", "adamw"]),
+        "weight_decay": ParamSpec(low=1e-6, high=1e-2, log=True),
+    }
+
+
+@dataclass
+class QuickStage:
+    """The quick search: many short trials on a small subset, pruned early."""
+
+    fraction: float = 0.05
+    epochs: int = 20
+    trials: int = 30
+    """Trial budget per variant, shared by all workers (retries of stale trials do not count)."""
+    sampler_seed: int = 0
+    pruner: Literal["none", "median", "hyperband"] = "median"
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
+        _require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        _require(self.trials >= 1, "trials", f"must be at least 1, got {self.trials}")
+
+
+@dataclass
+class FullStage:
+    """Full runs of the best quick configs."""
+
+    fraction: float = 0.2
+    epochs: int = 30
+    top_k: int = 3
+    """Quick configs promoted per variant."""
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
+        _require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        _require(self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k}")
+
+
+@dataclass
+class CampaignConfig:
+    """A hyperparameter search over several variants, in a quick and a full stage."""
+
+    name: str
+    """Prefix of every study name: <name>.<variant>.<stage>."""
+    variants: list[str] = field(default_factory=lambda: ["baseline", "resnet_lite", "residual", "attention"])
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """Everything a trial does not sample (data, batch size, loss, schedule, ...)."""
+    search: dict[str, ParamSpec] = field(default_factory=default_space)
+    """The search space; keys are train config fields. Missing keys keep the default space."""
+    overrides: dict[str, dict[str, ParamSpec]] = field(default_factory=dict)
+    """Per variant, search keys that replace the campaign's (e.g. narrower base_channels)."""
+    objective: Literal["psnr", "ssim"] = "psnr"
+    """Validation metric a trial maximises (its best epoch's value)."""
+    quick: QuickStage = field(default_factory=QuickStage)
+    full: FullStage = field(default_factory=FullStage)
+
+    def __post_init__(self) -> None:
+        from models import list_models
+
+        _require(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.name)), "name",
+                 f"must be letters, digits, '-' or '_' (it names studies and folders), got {self.name!r}")
+        _require(len(self.variants) > 0, "variants", "needs at least one variant")
+        for v in self.variants:
+            _require(v in list_models(), "variants", f"unknown variant {v!r}; known: {', '.join(list_models())}")
+        for v in self.overrides:
+            _require(v in self.variants, f"overrides.{v}", f"is not one of this campaign's variants {self.variants}")
+        self.search = {**default_space(), **self.search}
+        train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+        for key in [*self.search, *(k for o in self.overrides.values() for k in o)]:
+            _require(key in train_fields and key not in NOT_SEARCHABLE, f"search.{key}",
+                     f"is not a searchable train config field (searchable: "
+                     f"{', '.join(sorted(train_fields - NOT_SEARCHABLE))})")
+        for variant in self.variants:
+            warmup = self.space(variant).get("warmup_epochs")
+            top = max(warmup.choices) if warmup and warmup.choices else (warmup.high if warmup else 0)
+            for stage in STAGES:
+                epochs = self.stage(stage).epochs
+                _require(top is None or top <= epochs, "search.warmup_epochs",
+                         f"reaches {top} but the {stage} stage has only {epochs} epochs")
+
+    def space(self, variant: str) -> dict[str, ParamSpec]:
+        return {**self.search, **self.overrides.get(variant, {})}
+
+    def stage(self, stage: str) -> QuickStage | FullStage:
+        return self.quick if stage == "quick" else self.full
+
+    def study_name(self, variant: str, stage: str) -> str:
+        return f"{self.name}.{variant}.{stage}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes what a trial means; budgets may change freely."""
+        plain = self.to_dict()
+        plain["quick"].pop("trials")
+        plain["full"].pop("top_k")
+        return config_hash(plain)
+
+
+def load_campaign(path: str | Path) -> CampaignConfig:
+    data = read_yaml(path)
+    try:
+        return build(CampaignConfig, data)
+    except ConfigError as exc:
+        raise exc.within(source=str(path)) from None

@@ -1,0 +1,68 @@
+"""Export a trial as a train config YAML that `sarsweep train --config` retrains as is.
+
+    sarsweep export --campaign configs/campaign.yaml --variant residual -o best.yaml
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from search.campaign import CampaignConfig
+from search.studies import StudyError, load_stage_study
+from training.config import TrainConfig, dump_yaml
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def choose_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str | None,
+                 number: int | None) -> tuple[optuna.Study, FrozenTrial]:
+    """The trial to export: number N, else the best COMPLETE one (full stage first when stage is None)."""
+    for s in ([stage] if stage else ["full", "quick"]):
+        study = load_stage_study(storage, campaign, variant, s)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if number is not None:
+            match = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+            if not match:
+                raise StudyError(f"study {study.study_name} has no trial {number}")
+            if match[0].state != TrialState.COMPLETE:
+                raise StudyError(f"trial {number} of {study.study_name} is {match[0].state.name}, not COMPLETE")
+            return study, match[0]
+        if complete:
+            return study, max(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+    where = stage or "full or quick"
+    raise StudyError(f"no COMPLETE trial to export in the {where} stage of {campaign.name}.{variant}")
+
+
+def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, out: Path,
+                 stage: str | None = None, number: int | None = None) -> tuple[Path, optuna.Study, FrozenTrial]:
+    study, trial = choose_trial(storage, campaign, variant, stage, number)
+    cfg = TrainConfig.from_dict(trial.user_attrs["config"])
+    cfg = cfg.replace(out_dir=f"runs/{study.study_name}.trial{trial.number}")
+    a = trial.user_attrs
+    header = "\n".join([
+        f"sarsweep train config exported from campaign {campaign.name}, study {study.study_name}, trial {trial.number}",
+        f"objective ({campaign.objective}) {trial.value:.4f}; val PSNR {a.get('val_psnr', float('nan')):.2f} dB, "
+        f"SSIM {a.get('val_ssim', float('nan')):.4f}, {a.get('param_count', 0):,} parameters",
+        f"data fraction {cfg.fraction}, {cfg.epochs} epochs, seed {cfg.seed}"
+        + (f"; promoted from {a['promoted_from_study']} trial {a['promoted_from_trial']}" if "promoted_from_study" in a else ""),
+        f"sarsweep {_version('sarsweep')}, optuna {optuna.__version__}, exported {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        f"retrain: sarsweep train --config {out.name}",
+        "",
+    ])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(dump_yaml(cfg.to_dict(), header=header))
+    os.replace(tmp, out)
+    return out, study, trial

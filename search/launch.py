@@ -1,0 +1,65 @@
+"""`sarsweep launch --gpus 0,1,2,3 [--per-gpu N] -- <worker args>`: one worker process per GPU slot.
+
+Each child is `sarsweep worker ...` with CUDA_VISIBLE_DEVICES set to its GPU, so each sees one
+device as cuda:0. Ctrl-C (or SIGTERM) is passed on to every child, which queues its running
+trial for retry, and launch waits for them all. With no GPU, `--gpus all` starts `--per-gpu`
+CPU workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import types
+
+from models.errors import SarsweepError
+
+log = logging.getLogger("sarsweep.launch")
+
+
+def parse_gpus(spec: str) -> list[str]:
+    """'all' -> every visible CUDA device; '0,1,3' -> those; [] means CPU only."""
+    if spec == "all":
+        import torch
+
+        return [str(i) for i in range(torch.cuda.device_count())]
+    gpus = [g.strip() for g in spec.split(",") if g.strip()]
+    if not gpus or not all(g.isdigit() for g in gpus):
+        raise SarsweepError(f"--gpus: expected 'all' or a comma-separated list of GPU indices, got {spec!r}")
+    return gpus
+
+
+def worker_commands(gpus: list[str], per_gpu: int, worker_args: list[str]) -> list[tuple[list[str], dict[str, str]]]:
+    base = [sys.executable, "-m", "search.cli", "worker", *worker_args]
+    slots = [(g, i) for g in gpus for i in range(per_gpu)] if gpus else [(None, i) for i in range(per_gpu)]
+    commands = []
+    for index, (gpu, _) in enumerate(slots):
+        env = dict(os.environ)
+        env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
+        commands.append(([*base, "--worker-index", str(index)], env))
+    return commands
+
+
+def launch(gpus: list[str], per_gpu: int, worker_args: list[str]) -> int:
+    commands = worker_commands(gpus, per_gpu, worker_args)
+    where = f"GPUs {','.join(gpus)}" if gpus else "the CPU (no GPU found)"
+    print(f"launching {len(commands)} worker(s) on {where}", flush=True)
+    children = [subprocess.Popen(cmd, env=env) for cmd, env in commands]
+
+    def forward(signum: int, _frame: types.FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    failed = [c for c in codes if c != 0]
+    print(f"all workers exited ({len(codes) - len(failed)} ok, {len(failed)} with errors)", flush=True)
+    return max(codes, default=0) if failed else 0

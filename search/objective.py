@@ -1,0 +1,107 @@
+"""A trial: sample a point, build the TrainConfig, train it, report every epoch to Optuna.
+
+The trainer knows nothing of Optuna; this module turns its per-epoch callback into
+`trial.report` and pruning, and records what a person needs beside the value: SSIM, parameter
+count, seconds and device per epoch, the checkpoint path, the config itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import Trial
+
+from search.campaign import CampaignConfig
+from search.studies import derived_seed, sample_params
+from storage import trial_dir
+from training.checkpoint import load_checkpoint
+from training.config import TrainConfig
+from training.data import SplitData
+from training.trainer import EpochResult, train
+
+
+@dataclass
+class TrialContext:
+    campaign: CampaignConfig
+    variant: str
+    stage: str
+    artifacts: Path
+    data: SplitData
+    """The stage's data, prepared once per worker and shared by its trials."""
+    device: str | None = None
+    progress: bool | None = None
+
+
+def system_attrs(trial: Trial) -> dict[str, Any]:
+    return trial.storage.get_trial_system_attrs(trial._trial_id)
+
+
+def original_number(trial: Trial) -> int:
+    """The number of the trial this one retries (its own number when it is no retry)."""
+    return int(system_attrs(trial).get("failed_trial", trial.number))
+
+
+def build_config(trial: Trial, ctx: TrialContext) -> TrainConfig:
+    """The trial's TrainConfig: campaign base + sampled point + stage settings.
+
+    It goes through the same validation as a hand-written YAML. The seed and the checkpoint
+    folder come from the original trial number, so a retry keeps both.
+    """
+    stage = ctx.campaign.stage(ctx.stage)
+    number = original_number(trial)
+    params = sample_params(trial, ctx.campaign.space(ctx.variant))
+    fixed: dict[str, Any] = {
+        "variant": ctx.variant, "fraction": stage.fraction, "epochs": stage.epochs,
+        "seed": derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, number),
+        "out_dir": str(trial_dir(ctx.artifacts, ctx.campaign.name, ctx.variant, ctx.stage, number)),
+    }
+    if ctx.device:
+        fixed["device"] = ctx.device
+    return TrainConfig.from_dict({**ctx.campaign.train.to_dict(), **params, **fixed})
+
+
+def objective_value(ctx: TrialContext, psnr: float, ssim: float) -> float:
+    return psnr if ctx.campaign.objective == "psnr" else ssim
+
+
+def run_trial(trial: Trial, ctx: TrialContext) -> float:
+    """Train the trial's config; return the best epoch's objective value."""
+    cfg = build_config(trial, ctx)
+    is_retry = "failed_trial" in system_attrs(trial)
+    last = Path(cfg.out_dir) / "last.pt"
+    trial.set_user_attr("config", cfg.to_dict())
+    trial.set_user_attr("checkpoint", str(Path(cfg.out_dir) / "best.pt"))
+    trial.set_user_attr("seed", cfg.seed)
+    epochs: list[dict[str, Any]] = []
+    if is_retry and last.is_file():
+        # Intermediate values of the epochs the retried trial already ran, so the curve is whole.
+        for h in load_checkpoint(last)["history"]:
+            trial.report(objective_value(ctx, h["val_psnr"], h["val_ssim"]), h["epoch"])
+            epochs.append(_epoch_attrs(EpochResult(**h)))
+
+    def on_epoch(e: EpochResult) -> None:
+        trial.report(objective_value(ctx, e.val_psnr, e.val_ssim), e.epoch)
+        epochs.append(_epoch_attrs(e))
+        trial.set_user_attr("epochs", epochs)
+        if ctx.stage == "quick" and trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {e.epoch}")
+
+    started = time.perf_counter()
+    result = train(cfg, on_epoch_end=on_epoch, resume=is_retry, progress=ctx.progress, data=ctx.data)
+    trial.set_user_attr("start_epoch", result.start_epoch)
+    trial.set_user_attr("val_psnr", result.best_psnr)
+    trial.set_user_attr("val_ssim", result.best_ssim)
+    trial.set_user_attr("best_epoch", result.best_epoch)
+    trial.set_user_attr("param_count", result.params)
+    trial.set_user_attr("device", result.device)
+    trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+    return objective_value(ctx, result.best_psnr, result.best_ssim)
+
+
+def _epoch_attrs(e: EpochResult) -> dict[str, Any]:
+    return {"epoch": e.epoch, "psnr": round(e.val_psnr, 4), "ssim": round(e.val_ssim, 5),
+            "loss": e.train_loss, "seconds": round(e.seconds, 3), "device": e.device}

@@ -1,0 +1,129 @@
+"""One Optuna study per (campaign, variant, stage), named `<campaign>.<variant>.<stage>`.
+
+Study user attrs record what the study is (stage, variant, fraction, epochs, objective, budget)
+and the campaign's fingerprint; a worker started with a different config for the same study
+is refused, so one study never mixes trials that mean different things.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import typing
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import Trial
+
+from models.errors import SarsweepError
+from search.campaign import CampaignConfig, ParamSpec
+from storage import study_lock
+from training.config import TrainConfig
+
+log = logging.getLogger("sarsweep.search")
+
+
+class StudyError(SarsweepError):
+    """A study is missing, or belongs to a different campaign config or stage."""
+
+
+def derived_seed(*parts: object) -> int:
+    """A 31-bit seed from any parts, stable across machines and Python runs."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def stage_attrs(campaign: CampaignConfig, variant: str, stage: str) -> dict[str, Any]:
+    s = campaign.stage(stage)
+    return {
+        "campaign": campaign.name, "variant": variant, "stage": stage, "fraction": s.fraction,
+        "epochs": s.epochs, "objective": campaign.objective, "fingerprint": campaign.fingerprint(),
+        "budget": getattr(s, "trials", None), "top_k": getattr(s, "top_k", None),
+    }
+
+
+def make_pruner(campaign: CampaignConfig, stage: str) -> optuna.pruners.BasePruner:
+    if stage == "full" or campaign.quick.pruner == "none":
+        return optuna.pruners.NopPruner()
+    epochs = campaign.quick.epochs
+    if campaign.quick.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))
+
+
+def make_sampler(campaign: CampaignConfig, variant: str, worker_index: int | None) -> optuna.samplers.BaseSampler:
+    # Workers must not share a seed: TPE's random start-up trials would repeat across them.
+    # An explicit worker index makes a run reproducible; without one the process id is mixed in.
+    import os
+
+    index = worker_index if worker_index is not None else f"pid{os.getpid()}"
+    return optuna.samplers.TPESampler(seed=derived_seed(campaign.quick.sampler_seed, variant, index))
+
+
+def _check(study: optuna.Study, campaign: CampaignConfig, variant: str, stage: str) -> None:
+    attrs = study.user_attrs
+    expected = stage_attrs(campaign, variant, stage)
+    if attrs.get("stage") != stage or attrs.get("variant") != variant:
+        raise StudyError(f"study {study.study_name} is not the {stage} stage of {variant} "
+                         f"(it records stage={attrs.get('stage')!r}, variant={attrs.get('variant')!r})")
+    if attrs.get("fingerprint") != expected["fingerprint"]:
+        raise StudyError(
+            f"study {study.study_name} was created by a different campaign config (fingerprint "
+            f"{attrs.get('fingerprint')}, this file {expected['fingerprint']}); use the original file, "
+            "or a new campaign name to search a changed space"
+        )
+    for key in ("budget", "top_k"):  # budgets may grow or shrink between runs
+        if attrs.get(key) != expected[key]:
+            study.set_user_attr(key, expected[key])
+
+
+def ensure_study(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str) -> tuple[optuna.Study, bool]:
+    """Create the study with its attrs if absent (under the study lock), else check it. Returns (study, created)."""
+    name = campaign.study_name(variant, stage)
+    with study_lock(storage, name):
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+            for key, value in stage_attrs(campaign, variant, stage).items():
+                study.set_user_attr(key, value)
+            return study, True
+    _check(study, campaign, variant, stage)
+    return study, False
+
+
+def load_stage_study(
+    storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str,
+    worker_index: int | None = None, create: bool = False,
+) -> optuna.Study:
+    """The stage's study with our sampler and pruner; missing -> error (or created, when asked)."""
+    name = campaign.study_name(variant, stage)
+    if variant not in campaign.variants:
+        raise StudyError(f"variant {variant!r} is not in campaign {campaign.name} ({', '.join(campaign.variants)})")
+    if create:
+        ensure_study(storage, campaign, variant, stage)
+    try:
+        study = optuna.load_study(study_name=name, storage=storage,
+                                  sampler=make_sampler(campaign, variant, worker_index),
+                                  pruner=make_pruner(campaign, stage))
+    except KeyError:
+        raise StudyError(f"study {name} does not exist; run `sarsweep init --campaign ...` first") from None
+    _check(study, campaign, variant, stage)
+    return study
+
+
+def suggest(trial: Trial, name: str, spec: ParamSpec) -> Any:
+    """Sample one train config field, as an int or a float according to the schema."""
+    if spec.choices is not None:
+        return trial.suggest_categorical(name, spec.choices)
+    assert spec.low is not None and spec.high is not None
+    field_type = typing.get_type_hints(TrainConfig)[name]
+    if field_type is int:
+        step = int(spec.step or 1)
+        return trial.suggest_int(name, int(spec.low), int(spec.high), step=step, log=spec.log and step == 1)
+    return trial.suggest_float(name, spec.low, spec.high, log=spec.log, step=None if spec.log else spec.step)
+
+
+def sample_params(trial: Trial, space: dict[str, ParamSpec]) -> dict[str, Any]:
+    return {name: suggest(trial, name, spec) for name, spec in space.items()}

@@ -1,0 +1,23 @@
+"""Where checkpoints and artifacts live: one root, laid out by campaign, variant, stage, trial.
+
+    <root>/<campaign>/<variant>/<stage>/trial_<NNNN>/{best.pt,last.pt}
+
+Root: `--artifacts DIR`, else $SARSWEEP_ARTIFACTS, else ./sarsweep-artifacts. A retried trial
+uses the directory of the trial it retries, so it finds that trial's last.pt and resumes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "SARSWEEP_ARTIFACTS"
+DEFAULT_ROOT = "sarsweep-artifacts"
+
+
+def artifacts_root(cli_value: str | None = None) -> Path:
+    return Path(cli_value or os.environ.get(ENV_VAR) or DEFAULT_ROOT)
+
+
+def trial_dir(root: Path, campaign: str, variant: str, stage: str, trial_number: int) -> Path:
+    return root / campaign / variant / stage / f"trial_{trial_number:04d}"

@@ -1,0 +1,50 @@
+"""A lock per study, held across "look at the study, then change it" steps.
+
+Optuna has no atomic "create a trial only if fewer than N exist" or "enqueue only if absent",
+so N workers (or promoters) racing on the same study overshoot a budget or enqueue a config
+twice. Holding this lock around the check and the change makes them exact.
+
+PostgreSQL: a transaction-scoped advisory lock (`pg_advisory_xact_lock`): released at commit,
+and by the server if the holder dies, so a killed worker never leaves it held.
+SQLite: an exclusive `flock` on a file beside the database, released by the OS on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from optuna.storages import RDBStorage
+from sqlalchemy import text
+
+_memory_lock = threading.Lock()
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit key for pg_advisory locks."""
+    return int.from_bytes(hashlib.sha256(f"sarsweep:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def study_lock(storage: RDBStorage, name: str) -> Iterator[None]:
+    url = storage.engine.url
+    if url.get_backend_name() == "postgresql":
+        with storage.engine.connect() as conn, conn.begin():
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
+            yield
+        return
+    if url.database in (None, "", ":memory:"):
+        with _memory_lock:
+            yield
+        return
+    lock_path = Path(f"{url.database}.sarsweep.lock")
+    with open(lock_path, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,73 @@
+"""Storage URLs: where they come from, how they are shown (never with a password), and errors.
+
+Precedence: `--storage URL`, else $SARSWEEP_STORAGE, else the embedded default
+`sqlite:///sarsweep.db` (one machine, no server).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from models.errors import SarsweepError
+
+DEFAULT_URL = "sqlite:///sarsweep.db"
+ENV_VAR = "SARSWEEP_STORAGE"
+SUPPORTED = ("postgresql", "sqlite")
+
+
+class StorageError(SarsweepError):
+    """The storage cannot be used: a malformed URL, an unreachable server, a missing schema."""
+
+
+def resolve_url(cli_value: str | None = None) -> str:
+    return cli_value or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def redact(url: str | URL) -> str:
+    """The URL with any password replaced by ***, even when the URL does not parse."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def parse(url: str) -> URL:
+    """A SQLAlchemy URL for a supported backend, or a StorageError naming the (redacted) URL."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StorageError(f"malformed storage URL {redact(url)}: {exc}".replace(url, redact(url))) from None
+    if parsed.get_backend_name() not in SUPPORTED:
+        raise StorageError(
+            f"unsupported storage URL {redact(parsed)}: use postgresql://... or sqlite:///..."
+        )
+    if parsed.get_backend_name() == "postgresql":
+        if not parsed.database:
+            raise StorageError(f"storage URL {redact(parsed)} names no database")
+        if parsed.drivername == "postgresql":
+            # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2.
+            parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def normalise(url: str) -> str:
+    """The URL as Optuna and SQLAlchemy should get it (password kept: never print this)."""
+    return parse(url).render_as_string(hide_password=False)
+
+
+def describe(url: URL) -> str:
+    """'host H, port P, database D' (what a person needs to find the server), or the file."""
+    if url.get_backend_name() == "sqlite":
+        return f"SQLite file {url.database or ':memory:'}"
+    return f"host {url.host or 'localhost (socket)'}, port {url.port or 5432}, database {url.database}"
+
+
+def scrub(message: str, url: URL) -> str:
+    """A driver's message as one line, with the password cut out should it appear."""
+    line = " ".join(message.strip().split())
+    if url.password:
+        line = line.replace(str(url.password), "***")
+    return line
