@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/sarsweep train --config configs/train_synthetic.yaml
+	$(BIN)/sarsweep demo
 
 test: install
 	$(BIN)/python -m pytest

@@ -141,7 +141,7 @@ class CampaignConfig:
             for stage in STAGES:
                 epochs = self.stage(stage).epochs
                 _require(top is None or top <= epochs, "search.warmup_epochs",
-                         f"reaches {top} but the {stage} stage has only {epochs} epochs")
+                         f"reaches {top:g} but the {stage} stage has only {epochs} epochs")
 
     def space(self, variant: str) -> dict[str, ParamSpec]:
         return {**self.search, **self.overrides.get(variant, {})}

@@ -252,6 +252,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="sarsweep: %(levelname)s: %(message)s")
+    if args.command != "train":  # Optuna's per-study INFO lines drown our own; -v brings them back
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     try:
         return int(args.func(args))
     except SarsweepError as exc:

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
+from conftest import run_cli as sarsweep
 from conftest import tiny_config_dict
-
-
-SCRIPT = Path(sys.executable).parent / "sarsweep"  # the console script `pip install` made
-
-
-def sarsweep(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    assert SCRIPT.is_file(), f"{SCRIPT} missing: install the package (make test does)"
-    return subprocess.run([str(SCRIPT), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ))
 
 
 def test_train_prints_progress_and_one_summary_line(tmp_path: Path) -> None:

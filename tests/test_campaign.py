@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, tiny_campaign_dict
+from search.campaign import CampaignConfig, load_campaign
+from training.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", ["campaign.yaml", "campaign_sentinel1.yaml"])
+def test_example_campaigns_load(name: str) -> None:
+    campaign = load_campaign(REPO / "configs" / name)
+    assert campaign.study_name(campaign.variants[0], "quick") == f"{campaign.name}.{campaign.variants[0]}.quick"
+
+
+def test_defaults_are_the_research_groups_numbers() -> None:
+    c = CampaignConfig(name="x")
+    assert (c.quick.fraction, c.quick.epochs, c.full.fraction, c.full.epochs) == (0.05, 20, 0.2, 30)
+    assert c.objective == "psnr" and c.variants == ["baseline", "resnet_lite", "residual", "attention"]
+    assert set(c.search) == {"lr", "warmup_epochs", "grad_clip", "base_channels", "optimizer", "weight_decay"}
+    assert c.search["lr"].log
+
+
+def test_overrides_replace_keys_for_one_variant(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_campaign_dict(
+        variants=["baseline", "attention"], overrides={"attention": {"base_channels": {"choices": [8]}}})))
+    c = load_campaign(path)
+    assert c.space("attention")["base_channels"].choices == [8]
+    assert c.space("baseline")["base_channels"].choices == [4, 8]
+
+
+def test_budget_changes_keep_the_fingerprint_but_the_space_does_not() -> None:
+    base = CampaignConfig(name="x")
+    assert CampaignConfig(name="x", quick=type(base.quick)(trials=99)).fingerprint() == base.fingerprint()
+    changed = CampaignConfig(name="x", objective="ssim")
+    assert changed.fingerprint() != base.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"search": {"lr": {"low": 0.1, "high": 0.001}}}, "search.lr.low: low (0.1) must be below high (0.001)"),
+        ({"search": {"lr": {"low": 0.1, "high": 0.1}}}, "search.lr.low: low (0.1) must be below high (0.1)"),
+        ({"search": {"lr": {"choices": []}}}, "search.lr.choices: is empty"),
+        ({"search": {"lr": {"low": 0.0, "high": 1.0, "log": True}}}, "search.lr.low: a log range needs low > 0"),
+        ({"search": {"epochs": {"low": 1, "high": 3}}}, "search.epochs: is not a searchable train config field"),
+        ({"variants": ["unet"]}, "variants: unknown variant 'unet'"),
+        ({"overrides": {"attention": {}}}, "overrides.attention: is not one of this campaign's variants"),
+        ({"quick": {"epochs": 1}, "search": {"warmup_epochs": {"low": 0, "high": 3}}},
+         "search.warmup_epochs: reaches 3 but the quick stage has only 1 epochs"),
+        ({"quick": {"pruner": "asha"}}, "quick.pruner: must be one of 'none', 'median', 'hyperband'"),
+        ({"name": "my campaign"}, "name: must be letters, digits"),
+        ({"objectve": "psnr"}, "objectve: unknown key"),
+        ({"train": {"lr_max": 1}}, "train.lr_max: unknown key"),
+    ],
+)
+def test_bad_campaigns_name_the_field(tmp_path: Path, overrides: dict, expected: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_campaign_dict(**overrides)))
+    with pytest.raises(ConfigError) as err:
+        load_campaign(path)
+    assert str(err.value).startswith(f"{path}: {expected}")

@@ -1,0 +1,295 @@
+"""The search service on a real PostgreSQL (a fresh database per test) and on SQLite."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from conftest import run_cli, start_cli
+from search.campaign import load_campaign
+from search.promote import promote
+from search.worker import run_worker
+from storage import StorageSettings, open_storage
+
+
+def trials_of(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    storage = open_storage(url)
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def init(campaign: Path, url: str, tmp_path: Path) -> None:
+    done = run_cli("init", "--campaign", str(campaign), "--storage", url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def test_init_creates_named_studies_with_stage_attrs(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    campaign = write_campaign("sar-t", variants=["baseline", "resnet_lite"])
+    init(campaign, pg_url, tmp_path)
+    again = run_cli("init", "--campaign", str(campaign), "--storage", pg_url, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("exists ") == 4  # safe to run again
+    storage = open_storage(pg_url)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == ["sar-t.baseline.full", "sar-t.baseline.quick", "sar-t.resnet_lite.full", "sar-t.resnet_lite.quick"]
+    attrs = optuna.load_study(study_name="sar-t.baseline.quick", storage=storage).user_attrs
+    assert attrs["stage"] == "quick" and attrs["variant"] == "baseline" and attrs["fraction"] == 1.0
+    assert attrs["epochs"] == 1 and attrs["budget"] == 4 and attrs["fingerprint"] == load_campaign(campaign).fingerprint()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_two_workers_share_the_budget_exactly(backend: str, pg_url: str, write_campaign, tmp_path: Path) -> None:
+    url = pg_url if backend == "postgresql" else f"sqlite:///{tmp_path / 's.db'}"
+    campaign = write_campaign(quick={"trials": 6})
+    init(campaign, url, tmp_path)
+    args = ("worker", "--campaign", str(campaign), "--variant", "baseline", "--stage", "quick", "--storage", url)
+    workers = [start_cli(*args, cwd=tmp_path) for _ in range(2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], [o[1] for o in outputs]
+    trials = trials_of(url, "t.baseline.quick")
+    assert sorted(t.number for t in trials) == list(range(6))
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    ran = sum(o[0].count(" complete ") for o in outputs)
+    assert ran == 6
+
+
+def test_trials_record_metrics_per_epoch_and_a_seed(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    campaign = load_campaign(write_campaign(quick={"trials": 2, "epochs": 2}))
+    storage = open_storage(pg_url, create_schema=True)
+    summary = run_worker(storage, campaign, "baseline", "quick", tmp_path / "art", create_study=True, progress=False)
+    assert summary.states["COMPLETE"] == 2
+    t0, t1 = trials_of(pg_url, "t.baseline.quick")
+    for t in (t0, t1):
+        assert sorted(t.intermediate_values) == [1, 2]
+        assert [e["epoch"] for e in t.user_attrs["epochs"]] == [1, 2]
+        assert {"psnr", "ssim", "seconds", "device"} <= set(t.user_attrs["epochs"][0])
+        assert t.user_attrs["param_count"] > 0 and t.user_attrs["device"] == "cpu"
+        assert Path(t.user_attrs["checkpoint"]).is_file()
+        assert t.value == pytest.approx(max(t.intermediate_values.values()))
+        assert t.user_attrs["config"]["seed"] == t.user_attrs["seed"]
+    assert t0.user_attrs["seed"] != t1.user_attrs["seed"]
+    assert Path(t0.user_attrs["checkpoint"]).parent == tmp_path / "art" / "t" / "baseline" / "quick" / "trial_0000"
+
+
+def test_worker_refuses_a_changed_campaign(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    init(write_campaign(), pg_url, tmp_path)
+    changed = write_campaign(filename="changed.yaml", search={"lr": {"low": 1e-4, "high": 1e-3, "log": True}})
+    done = run_cli("worker", "--campaign", str(changed), "--variant", "baseline", "--stage", "quick",
+                   "--storage", pg_url, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "study t.baseline.quick was created by a different campaign config" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and trials_of(pg_url, "t.baseline.quick") == []
+    bigger_budget = write_campaign(filename="more.yaml", quick={"trials": 1})
+    ok = run_cli("worker", "--campaign", str(bigger_budget), "--variant", "baseline", "--stage", "quick",
+                 "--storage", pg_url, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr  # a budget change is not a different search
+    assert len(trials_of(pg_url, "t.baseline.quick")) == 1
+
+
+def test_worker_before_init_is_told_to_init(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    done = run_cli("worker", "--campaign", str(write_campaign()), "--variant", "baseline", "--stage", "quick",
+                   "--storage", pg_url, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("run `sarsweep init` first")
+
+
+def _quick_done(pg_url: str, write_campaign, tmp_path: Path, trials: int = 4):  # type: ignore[no-untyped-def]
+    path = write_campaign(quick={"trials": trials})
+    init(path, pg_url, tmp_path)
+    campaign = load_campaign(path)
+    run_worker(open_storage(pg_url), campaign, "baseline", "quick", tmp_path / "art", progress=False)
+    return path, campaign
+
+
+def test_promotion_is_idempotent_and_links_back(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path, campaign = _quick_done(pg_url, write_campaign, tmp_path)
+    storage = open_storage(pg_url)
+    first = promote(storage, campaign, "baseline")
+    second = promote(storage, campaign, "baseline")
+    assert [p.enqueued for p in first] == [True, True] and [p.enqueued for p in second] == [False, False]
+    quick = {t.number: t for t in trials_of(pg_url, "t.baseline.quick")}
+    best = sorted(quick.values(), key=lambda t: -t.value)[:2]
+    full = trials_of(pg_url, "t.baseline.full")
+    assert [t.state for t in full] == [TrialState.WAITING] * 2
+    assert [t.user_attrs["promoted_from_trial"] for t in full] == [t.number for t in best]
+    for t in full:
+        source = quick[t.user_attrs["promoted_from_trial"]]
+        assert t.user_attrs["promoted_from_study"] == "t.baseline.quick"
+        assert t.user_attrs["quick_value"] == source.value and t.system_attrs["fixed_params"] == source.params
+
+
+def test_concurrent_promoters_enqueue_each_config_once(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path, _ = _quick_done(pg_url, write_campaign, tmp_path)
+    procs = [start_cli("promote", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path) for _ in range(4)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [o[1] for o in outs]
+    full = trials_of(pg_url, "t.baseline.full")
+    assert len(full) == 2 and len({t.user_attrs["promoted_from_trial"] for t in full}) == 2
+    assert sum(o[0].count(" enqueued in ") for o in outs) == 2
+
+
+def test_full_workers_run_only_promoted_configs_then_exit(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path, campaign = _quick_done(pg_url, write_campaign, tmp_path)
+    storage = open_storage(pg_url)
+    assert run_worker(storage, campaign, "baseline", "full", tmp_path / "art", progress=False).states == {}
+    promote(storage, campaign, "baseline")
+    summary = run_worker(storage, campaign, "baseline", "full", tmp_path / "art", progress=False)
+    assert summary.states == {"COMPLETE": 2}
+    quick = {t.number: t for t in trials_of(pg_url, "t.baseline.quick")}
+    for t in trials_of(pg_url, "t.baseline.full"):
+        assert t.params == quick[t.user_attrs["promoted_from_trial"]].params
+
+
+def test_export_then_train_reproduces_the_trial(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path, _ = _quick_done(pg_url, write_campaign, tmp_path)
+    done = run_cli("export", "--campaign", str(path), "--variant", "baseline", "--storage", pg_url,
+                   "-o", str(tmp_path / "best.yaml"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "quick" in done.stdout  # the full stage has no result yet: falls back to quick
+    text = (tmp_path / "best.yaml").read_text()
+    header = [line for line in text.splitlines() if line.startswith("#")]
+    assert "study t.baseline.quick, trial" in header[0] and "optuna 5." in text and "data fraction 1.0" in text
+    best = max(trials_of(pg_url, "t.baseline.quick"), key=lambda t: t.value)
+    exported = yaml.safe_load(text)
+    assert {k: exported[k] for k in best.params} == best.params
+    trained = run_cli("train", "--config", str(tmp_path / "best.yaml"), cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert f"val PSNR {best.user_attrs['val_psnr']:.2f} dB" in trained.stdout.splitlines()[-1]
+
+
+def test_export_without_a_complete_trial_is_a_clear_error(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path = write_campaign()
+    init(path, pg_url, tmp_path)
+    done = run_cli("export", "--campaign", str(path), "--variant", "baseline", "--storage", pg_url,
+                   "-o", str(tmp_path / "x.yaml"), cwd=tmp_path)
+    assert done.returncode == 2 and not (tmp_path / "x.yaml").exists()
+    assert done.stderr.strip() == "sarsweep: error: no COMPLETE trial to export in the full or quick stage of t.baseline"
+
+
+def _first_checkpoint(art: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
+    last = art / "t" / "baseline" / "quick" / "trial_0000" / "last.pt"
+    deadline = time.monotonic() + timeout
+    while not last.is_file():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path = write_campaign(quick={"trials": 1, "epochs": 25})
+    init(path, pg_url, tmp_path)
+    art = tmp_path / "art"
+    args = ("worker", "--campaign", str(path), "--variant", "baseline", "--stage", "quick", "--storage", pg_url,
+            "--artifacts", str(art), "--heartbeat-interval", "1", "--grace-period", "2")
+    first = start_cli(*args, cwd=tmp_path)
+    _first_checkpoint(art, first)
+    os.kill(first.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+    first.communicate(timeout=60)
+    if how == "sigterm":
+        assert first.returncode == 0
+        t0 = trials_of(pg_url, "t.baseline.quick")[0]
+        assert t0.state == TrialState.FAIL and t0.user_attrs["fail_reason"] == "worker stopped by SIGTERM"
+    else:
+        time.sleep(3)  # past the grace period: the next worker finds trial 0 stale
+    second = run_cli(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    t0, retry = trials_of(pg_url, "t.baseline.quick")
+    assert t0.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.system_attrs["failed_trial"] == 0 and retry.params == t0.params
+    assert retry.user_attrs["start_epoch"] > 0  # resumed, not restarted
+    assert retry.user_attrs["seed"] == t0.user_attrs["seed"]
+    assert sorted(retry.intermediate_values) == list(range(1, 26))
+
+
+def test_failing_trials_are_recorded_and_the_worker_goes_on(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path = write_campaign(quick={"trials": 2, "epochs": 3}, search={
+        "lr": {"low": 1e30, "high": 1e32, "log": True}, "grad_clip": {"choices": [0.0]},
+        "optimizer": {"choices": ["adam"]}, "warmup_epochs": {"low": 0, "high": 1}})
+    init(path, pg_url, tmp_path)
+    done = run_cli("worker", "--campaign", str(path), "--variant", "baseline", "--stage", "quick",
+                   "--storage", pg_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    trials = trials_of(pg_url, "t.baseline.quick")
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]  # no retry storm either
+    assert all("NonFiniteLossError: non-finite training loss" in t.user_attrs["fail_reason"] for t in trials)
+
+
+def test_storage_errors_are_one_line_without_the_password(write_campaign, tmp_path: Path) -> None:
+    path = str(write_campaign())
+    cases = {
+        "postgresql://postgres:s3cret@127.0.0.1:1/nodb": "(host 127.0.0.1, port 1, database nodb): connection to server",
+        "postgresql://postgres:s3cret@127.0.0.1:5432/sarsweep_absent_db": 'database "sarsweep_absent_db" does not exist',
+        "postgresql://postgres:s3cret@:::/x": "malformed storage URL",
+        "mysql://u:s3cret@127.0.0.1/x": "unsupported storage URL mysql://u:***@127.0.0.1/x",
+    }
+    for url, expected in cases.items():
+        for how in ("flag", "env"):
+            args = ["status", "--campaign", path] + (["--storage", url] if how == "flag" else [])
+            done = run_cli(*args, cwd=tmp_path, env={"SARSWEEP_STORAGE": url} if how == "env" else None)
+            assert done.returncode == 2, (url, done.stdout)
+            assert len(done.stderr.strip().splitlines()) == 1 and expected in done.stderr, done.stderr
+            assert "s3cret" not in done.stderr + done.stdout
+
+
+def test_plain_optuna_cli_reads_our_studies(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    import sys
+
+    _quick_done(pg_url, write_campaign, tmp_path, trials=2)
+    optuna_cli = str(Path(sys.executable).parent / "optuna")
+    url = pg_url.replace("postgresql://", "postgresql+psycopg2://")
+    studies = subprocess.run([optuna_cli, "studies", "--storage", url], capture_output=True, text=True, timeout=60)
+    assert studies.returncode == 0, studies.stderr
+    assert "t.baseline.quick" in studies.stdout and "t.baseline.full" in studies.stdout
+    best = subprocess.run([optuna_cli, "best-trial", "--study-name", "t.baseline.quick", "--storage", url, "-f", "yaml"],
+                          capture_output=True, text=True, timeout=60)
+    assert best.returncode == 0, best.stderr
+    top = max(trials_of(pg_url, "t.baseline.quick"), key=lambda t: t.value)
+    assert yaml.safe_load(best.stdout)["number"] == top.number
+
+
+def test_status_shows_states_and_best(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path, _ = _quick_done(pg_url, write_campaign, tmp_path, trials=3)
+    run_cli("promote", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+    done = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = {tuple(line.split()[:2]): line.split() for line in done.stdout.splitlines() if line.startswith("baseline")}
+    assert rows[("baseline", "quick")][2] == "3" and rows[("baseline", "full")][6] == "2"
+    best = max(trials_of(pg_url, "t.baseline.quick"), key=lambda t: t.value)
+    assert rows[("baseline", "quick")][7] == f"#{best.number}"
+    assert done.stdout.strip().endswith("promotions waiting for full-stage workers: 2")
+
+
+def test_launch_runs_cpu_workers_that_share_the_budget(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path = write_campaign(quick={"trials": 4})
+    init(path, pg_url, tmp_path)
+    done = run_cli("launch", "--gpus", "all", "--per-gpu", "2", "--", "--campaign", str(path), "--variant",
+                   "baseline", "--stage", "quick", "--storage", pg_url, cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 0, done.stderr
+    assert "launching 2 worker(s) on the CPU" in done.stdout
+    assert sorted(t.number for t in trials_of(pg_url, "t.baseline.quick")) == [0, 1, 2, 3]
+
+
+def test_demo_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
+    done = run_cli("demo", "--trials", "2", "--epochs", "1", "-o", "best.yaml", cwd=tmp_path,
+                   env={"SARSWEEP_STORAGE": "", "SARSWEEP_ARTIFACTS": ""}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "sarsweep.db").is_file() and (tmp_path / "best.yaml").is_file()
+    for variant in ("baseline", "resnet_lite", "residual", "attention"):
+        assert f"quick search: demo.{variant}.quick" in done.stdout
+    assert "best config written to best.yaml" in done.stdout
+    retrain = run_cli("train", "--config", "best.yaml", "--epochs", "1", cwd=tmp_path)
+    assert retrain.returncode == 0, retrain.stderr
+
+
+def test_heartbeat_settings_must_leave_room(pg_url: str) -> None:
+    from storage import StorageError
+
+    with pytest.raises(StorageError, match="grace period"):
+        StorageSettings(heartbeat_interval=10, grace_period=10)
