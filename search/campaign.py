@@ -23,16 +23,11 @@ from typing import Any, Literal
 
 from training.config import TrainConfig, config_hash, read_yaml
 from training.errors import ConfigError
-from training.schema import build, to_plain
+from training.schema import build, require, to_plain
 
 STAGES = ("quick", "full")
 # Set by the stage or the trial, never sampled.
 NOT_SEARCHABLE = {"variant", "data", "fraction", "epochs", "seed", "out_dir", "device", "precision"}
-
-
-def _require(ok: bool, field_name: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(field_name, message)
 
 
 @dataclass
@@ -47,14 +42,14 @@ class ParamSpec:
 
     def __post_init__(self) -> None:
         if self.choices is not None:
-            _require(self.low is None and self.high is None, "choices", "give either choices or low/high, not both")
-            _require(len(self.choices) > 0, "choices", "is empty")
+            require(self.low is None and self.high is None, "choices", "give either choices or low/high, not both")
+            require(len(self.choices) > 0, "choices", "is empty")
             return
-        _require(self.low is not None and self.high is not None, "low", "a range needs both low and high")
+        require(self.low is not None and self.high is not None, "low", "a range needs both low and high")
         assert self.low is not None and self.high is not None
-        _require(self.low < self.high, "low", f"low ({self.low}) must be below high ({self.high})")
-        _require(not self.log or self.low > 0, "low", f"a log range needs low > 0, got {self.low}")
-        _require(self.step is None or self.step > 0, "step", f"must be positive, got {self.step}")
+        require(self.low < self.high, "low", f"low ({self.low}) must be below high ({self.high})")
+        require(not self.log or self.low > 0, "low", f"a log range needs low > 0, got {self.low}")
+        require(self.step is None or self.step > 0, "step", f"must be positive, got {self.step}")
 
 
 def default_space() -> dict[str, ParamSpec]:
@@ -70,7 +65,19 @@ def default_space() -> dict[str, ParamSpec]:
 
 
 @dataclass
-class QuickStage:
+class _Stage:
+    """What every stage sets on its trials: the share of the training split and the epochs."""
+
+    fraction: float
+    epochs: int
+
+    def __post_init__(self) -> None:
+        require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
+        require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+
+
+@dataclass
+class QuickStage(_Stage):
     """The quick search: many short trials on a small subset, pruned early."""
 
     fraction: float = 0.05
@@ -81,13 +88,12 @@ class QuickStage:
     pruner: Literal["none", "median", "hyperband"] = "median"
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
-        _require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
-        _require(self.trials >= 1, "trials", f"must be at least 1, got {self.trials}")
+        super().__post_init__()
+        require(self.trials >= 1, "trials", f"must be at least 1, got {self.trials}")
 
 
 @dataclass
-class FullStage:
+class FullStage(_Stage):
     """Full runs of the best quick configs."""
 
     fraction: float = 0.2
@@ -96,9 +102,8 @@ class FullStage:
     """Quick configs promoted per variant."""
 
     def __post_init__(self) -> None:
-        _require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
-        _require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
-        _require(self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k}")
+        super().__post_init__()
+        require(self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k}")
 
 
 @dataclass
@@ -122,17 +127,17 @@ class CampaignConfig:
     def __post_init__(self) -> None:
         from models import list_models
 
-        _require(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.name)), "name",
+        require(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.name)), "name",
                  f"must be letters, digits, '-' or '_' (it names studies and folders), got {self.name!r}")
-        _require(len(self.variants) > 0, "variants", "needs at least one variant")
+        require(len(self.variants) > 0, "variants", "needs at least one variant")
         for v in self.variants:
-            _require(v in list_models(), "variants", f"unknown variant {v!r}; known: {', '.join(list_models())}")
+            require(v in list_models(), "variants", f"unknown variant {v!r}; known: {', '.join(list_models())}")
         for v in self.overrides:
-            _require(v in self.variants, f"overrides.{v}", f"is not one of this campaign's variants {self.variants}")
+            require(v in self.variants, f"overrides.{v}", f"is not one of this campaign's variants {self.variants}")
         self.search = {**default_space(), **self.search}
         train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
         for key in [*self.search, *(k for o in self.overrides.values() for k in o)]:
-            _require(key in train_fields and key not in NOT_SEARCHABLE, f"search.{key}",
+            require(key in train_fields and key not in NOT_SEARCHABLE, f"search.{key}",
                      f"is not a searchable train config field (searchable: "
                      f"{', '.join(sorted(train_fields - NOT_SEARCHABLE))})")
         for variant in self.variants:
@@ -140,7 +145,7 @@ class CampaignConfig:
             top = max(warmup.choices) if warmup and warmup.choices else (warmup.high if warmup else 0)
             for stage in STAGES:
                 epochs = self.stage(stage).epochs
-                _require(top is None or top <= epochs, "search.warmup_epochs",
+                require(top is None or top <= epochs, "search.warmup_epochs",
                          f"reaches {top:g} but the {stage} stage has only {epochs} epochs")
 
     def space(self, variant: str) -> dict[str, ParamSpec]:

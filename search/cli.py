@@ -181,6 +181,14 @@ def _add_storage(p: argparse.ArgumentParser, artifacts: bool = False) -> None:
         p.add_argument("--artifacts", help="checkpoint root (default: $SARSWEEP_ARTIFACTS, else ./sarsweep-artifacts)")
 
 
+def _campaign_command(commands: argparse._SubParsersAction, name: str, help: str,
+                      artifacts: bool = False) -> argparse.ArgumentParser:
+    p = commands.add_parser(name, help=help)
+    p.add_argument("--campaign", required=True, help="campaign YAML")
+    _add_storage(p, artifacts)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sarsweep", description="Hyperparameter search for SAR autoencoders.")
     parser.add_argument("--version", action="version", version=f"sarsweep {_version()}")
@@ -195,20 +203,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, help="override epochs")
     train.set_defaults(func=cmd_train)
 
-    init = commands.add_parser("init", help="create the schema and the campaign's studies (run once)")
-    init.add_argument("--campaign", required=True, help="campaign YAML")
-    _add_storage(init)
+    init = _campaign_command(commands, "init", "create the schema and the campaign's studies (run once)")
     init.set_defaults(func=cmd_init)
 
-    worker = commands.add_parser("worker", help="run trials of one study until its budget is spent")
-    worker.add_argument("--campaign", required=True, help="campaign YAML")
+    worker = _campaign_command(commands, "worker", "run trials of one study until its budget is spent",
+                               artifacts=True)
     worker.add_argument("--variant", required=True, help="which variant's study")
     worker.add_argument("--stage", required=True, choices=["quick", "full"])
     worker.add_argument("--device", help="override the campaign's device: cpu, cuda, cuda:N")
     worker.add_argument("--worker-index", type=int, help="makes this worker's sampler seed reproducible")
     worker.add_argument("--heartbeat-interval", type=int, help="seconds between heartbeats (default 30)")
-    worker.add_argument("--grace-period", type=int, help="seconds without heartbeat before a trial is retried (default 120)")
-    _add_storage(worker, artifacts=True)
+    worker.add_argument("--grace-period", type=int,
+                        help="seconds without a heartbeat before a trial is retried (default 120)")
     worker.set_defaults(func=cmd_worker)
 
     launch = commands.add_parser("launch", help="start one worker per GPU (worker options after --)")
@@ -217,25 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("worker_args", nargs=argparse.REMAINDER, help="-- then `sarsweep worker` options")
     launch.set_defaults(func=cmd_launch)
 
-    promote = commands.add_parser("promote", help="enqueue the best quick configs as full runs (idempotent)")
-    promote.add_argument("--campaign", required=True, help="campaign YAML")
+    promote = _campaign_command(commands, "promote", "enqueue the best quick configs as full runs (idempotent)")
     promote.add_argument("--variant", help="only this variant (default: all)")
     promote.add_argument("--top-k", type=int, help="configs per variant (default: the campaign's full.top_k)")
-    _add_storage(promote)
     promote.set_defaults(func=cmd_promote)
 
-    export = commands.add_parser("export", help="write a trial as a train config YAML")
-    export.add_argument("--campaign", required=True, help="campaign YAML")
+    export = _campaign_command(commands, "export", "write a trial as a train config YAML")
     export.add_argument("--variant", required=True)
     export.add_argument("--stage", choices=["quick", "full"], help="default: full if it has a result, else quick")
     export.add_argument("--trial", type=int, help="trial number (default: the best)")
     export.add_argument("-o", "--output", required=True, help="YAML file to write")
-    _add_storage(export)
     export.set_defaults(func=cmd_export)
 
-    status = commands.add_parser("status", help="trials by state and the best value per variant and stage")
-    status.add_argument("--campaign", required=True, help="campaign YAML")
-    _add_storage(status)
+    status = _campaign_command(commands, "status", "trials by state and the best value per variant and stage")
     status.set_defaults(func=cmd_status)
 
     demo = commands.add_parser("demo", help="run a small campaign end to end on generated data")

@@ -85,7 +85,8 @@ def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None
     print()
     cfg = TrainConfig.from_dict(trial.user_attrs["config"])
     print(f"best: {study.study_name} trial {trial.number}, val PSNR {trial.user_attrs['val_psnr']:.2f} dB, "
-          f"SSIM {trial.user_attrs['val_ssim']:.4f} ({cfg.variant}, base_channels {cfg.base_channels}, lr {cfg.lr:.2e})")
+          f"SSIM {trial.user_attrs['val_ssim']:.4f} "
+          f"({cfg.variant}, base_channels {cfg.base_channels}, lr {cfg.lr:.2e})")
     print(f"demo finished in {time.perf_counter() - started:.0f}s; best config written to {path}")
     print(f"retrain it with: sarsweep train --config {path}")
     return path

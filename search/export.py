@@ -51,13 +51,16 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
     cfg = TrainConfig.from_dict(trial.user_attrs["config"])
     cfg = cfg.replace(out_dir=f"runs/{study.study_name}.trial{trial.number}")
     a = trial.user_attrs
+    lineage = (f"; promoted from {a['promoted_from_study']} trial {a['promoted_from_trial']}"
+               if "promoted_from_study" in a else "")
+    stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}"
     header = "\n".join([
         f"sarsweep train config exported from campaign {campaign.name}, study {study.study_name}, trial {trial.number}",
         f"objective ({campaign.objective}) {trial.value:.4f}; val PSNR {a.get('val_psnr', float('nan')):.2f} dB, "
         f"SSIM {a.get('val_ssim', float('nan')):.4f}, {a.get('param_count', 0):,} parameters",
         f"data fraction {cfg.fraction}, {cfg.epochs} epochs, seed {cfg.seed}"
-        + (f"; promoted from {a['promoted_from_study']} trial {a['promoted_from_trial']}" if "promoted_from_study" in a else ""),
-        f"sarsweep {_version('sarsweep')}, optuna {optuna.__version__}, exported {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
+        + lineage,
+        f"sarsweep {_version('sarsweep')}, optuna {optuna.__version__}, exported {stamp}",
         f"retrain: sarsweep train --config {out.name}",
         "",
     ])

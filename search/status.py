@@ -46,7 +46,8 @@ def _fmt(value: Any) -> str:
 
 
 def render(rows: list[StageStatus], objective: str) -> str:
-    head = f"{'variant':<12} {'stage':<6} {'done':>4} {'pruned':>6} {'failed':>6} {'running':>7} {'waiting':>7}  best {objective:<6} params"
+    head = (f"{'variant':<12} {'stage':<6} {'done':>4} {'pruned':>6} {'failed':>6} {'running':>7} {'waiting':>7}"
+            f"  best {objective:<6} params")
     lines = [head, "-" * len(head)]
     for r in rows:
         if not r.exists:

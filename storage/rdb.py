@@ -22,8 +22,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy import create_engine
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, Engine
-from sqlalchemy.pool import NullPool
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from storage.urls import StorageError, describe, parse, redact, scrub
 

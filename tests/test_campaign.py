@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, tiny_campaign_dict
+
 from search.campaign import CampaignConfig, load_campaign
 from training.errors import ConfigError
 

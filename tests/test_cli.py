@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from conftest import run_cli as sarsweep
 from conftest import tiny_config_dict
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, tiny_config_dict
+
 from training.config import TrainConfig, config_hash, dump_yaml, load_train_config
 from training.errors import ConfigError
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 from pathlib import Path
@@ -66,7 +67,7 @@ def test_fraction_subsets_are_nested(s1: Path) -> None:
 @pytest.mark.parametrize("n", [1, 7, 100, 1001])
 def test_nested_subset_indices(n: int) -> None:
     subsets = [set(nested_subset(n, f, seed=4).tolist()) for f in (0.05, 0.2, 0.5, 1.0)]
-    assert all(a <= b for a, b in zip(subsets, subsets[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(subsets))
     assert subsets[-1] == set(range(n))
 
 

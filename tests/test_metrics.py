@@ -28,14 +28,14 @@ def real_pairs(s1: Path) -> tuple[torch.Tensor, torch.Tensor]:
 def test_psnr_matches_skimage(real_pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
     clean, recon = real_pairs
     ours = psnr(recon, clean).numpy()
-    ref = [peak_signal_noise_ratio(c.numpy(), r.numpy(), data_range=1.0) for c, r in zip(clean, recon)]
+    ref = [peak_signal_noise_ratio(c.numpy(), r.numpy(), data_range=1.0) for c, r in zip(clean, recon, strict=True)]
     assert np.abs(ours - ref).max() < 0.01
 
 
 def test_ssim_matches_skimage_per_channel_mean(real_pairs: tuple[torch.Tensor, torch.Tensor]) -> None:
     clean, recon = real_pairs
     ours = ssim(recon, clean).numpy()
-    ref = [structural_similarity(c.numpy(), r.numpy(), data_range=1.0, channel_axis=0) for c, r in zip(clean, recon)]
+    ref = [structural_similarity(c.numpy(), r.numpy(), data_range=1.0, channel_axis=0) for c, r in zip(clean, recon, strict=True)]
     assert np.abs(ours - ref).max() < 0.002
     assert 0.2 < float(np.mean(ref)) < 0.99  # not a degenerate comparison
 

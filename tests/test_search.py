@@ -11,9 +11,9 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from conftest import run_cli, start_cli
 from optuna.trial import TrialState
 
-from conftest import run_cli, start_cli
 from search.campaign import load_campaign
 from search.promote import promote
 from search.worker import run_worker

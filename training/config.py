@@ -16,14 +16,9 @@ from typing import Any, Literal
 import yaml
 
 from training.errors import ConfigError
-from training.schema import build, to_plain
+from training.schema import build, require, to_plain
 
 DEFAULT_INCLUDE = ["**/*.tif", "**/*.tiff", "**/*.npy", "**/*.png", "**/*.jpg", "**/*.jpeg"]
-
-
-def _require(ok: bool, field_name: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(field_name, message)
 
 
 @dataclass
@@ -40,9 +35,9 @@ class SyntheticConfig:
     """Seed of the scene generator: the same seed gives the same scenes on every machine."""
 
     def __post_init__(self) -> None:
-        _require(self.scenes >= 2, "scenes", f"must be at least 2 (one to train, one to validate), got {self.scenes}")
-        _require(self.size >= 8, "size", f"must be at least 8 pixels, got {self.size}")
-        _require(self.looks >= 1, "looks", f"must be at least 1, got {self.looks}")
+        require(self.scenes >= 2, "scenes", f"must be at least 2 (one to train, one to validate), got {self.scenes}")
+        require(self.size >= 8, "size", f"must be at least 8 pixels, got {self.size}")
+        require(self.looks >= 1, "looks", f"must be at least 1, got {self.looks}")
 
 
 @dataclass
@@ -81,17 +76,17 @@ class DataConfig:
     """Generator settings, used only when root is null."""
 
     def __post_init__(self) -> None:
-        _require(self.channels >= 1, "channels", f"must be at least 1, got {self.channels}")
-        _require(self.patch_size >= 8, "patch_size", f"must be at least 8, got {self.patch_size}")
-        _require(self.stride is None or self.stride >= 1, "stride", f"must be positive, got {self.stride}")
-        _require(len(self.include) > 0, "include", "needs at least one glob pattern")
+        require(self.channels >= 1, "channels", f"must be at least 1, got {self.channels}")
+        require(self.patch_size >= 8, "patch_size", f"must be at least 8, got {self.patch_size}")
+        require(self.stride is None or self.stride >= 1, "stride", f"must be positive, got {self.stride}")
+        require(len(self.include) > 0, "include", "needs at least one glob pattern")
         lo_hi = self.clip_percentiles
-        _require(
+        require(
             len(lo_hi) == 2 and 0.0 <= lo_hi[0] < lo_hi[1] <= 100.0, "clip_percentiles",
             f"must be [low, high] with 0 <= low < high <= 100, got {lo_hi}",
         )
-        _require(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
-        _require(
+        require(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        require(
             self.val_max_patches is None or self.val_max_patches >= 1, "val_max_patches",
             f"must be positive or null, got {self.val_max_patches}",
         )
@@ -145,23 +140,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         from models import list_models  # deferred: keeps `import training.config` torch-free
 
-        _require(self.variant in list_models(), "variant",
+        require(self.variant in list_models(), "variant",
                  f"unknown variant {self.variant!r}; known: {', '.join(list_models())}")
-        _require(self.base_channels >= 1, "base_channels", f"must be at least 1, got {self.base_channels}")
-        _require(self.latent_channels >= 1, "latent_channels", f"must be at least 1, got {self.latent_channels}")
-        _require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
-        _require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
-        _require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
-        _require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a positive number, got {self.lr}")
-        _require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
+        require(self.base_channels >= 1, "base_channels", f"must be at least 1, got {self.base_channels}")
+        require(self.latent_channels >= 1, "latent_channels", f"must be at least 1, got {self.latent_channels}")
+        require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
+        require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a positive number, got {self.lr}")
+        require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
                  f"must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs}")
-        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _require(self.grad_clip is None or self.grad_clip >= 0, "grad_clip",
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(self.grad_clip is None or self.grad_clip >= 0, "grad_clip",
                  f"must be >= 0 or null, got {self.grad_clip}")
-        _require(self.device == "auto" or self.device == "cpu" or self.device.split(":")[0] == "cuda",
+        require(self.device == "auto" or self.device == "cpu" or self.device.split(":")[0] == "cuda",
                  "device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         factor = _downsample_factor(self.variant)
-        _require(self.data.patch_size % factor == 0, "data.patch_size",
+        require(self.data.patch_size % factor == 0, "data.patch_size",
                  f"{self.data.patch_size} is not a multiple of {self.variant}'s downsampling factor {factor}")
 
     @property

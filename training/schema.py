@@ -18,6 +18,12 @@ from training.errors import ConfigError
 T = TypeVar("T")
 
 
+def require(ok: bool, field: str, message: str) -> None:
+    """Field-level validation in a dataclass's __post_init__: raise a ConfigError naming the field."""
+    if not ok:
+        raise ConfigError(field, message)
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 

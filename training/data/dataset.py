@@ -119,6 +119,14 @@ def _atomic_write(path: Path, write: object) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    # A handle, not a path: np.save would append ".npy" to the temp name.
+    with open(path, "wb") as handle:
+        np.save(handle, array)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def prepare(cfg: DataConfig) -> PreparedData:
     """All patches for `cfg`, from the on-disk cache when it has them."""
     root = data_root(cfg)
@@ -133,7 +141,7 @@ def prepare(cfg: DataConfig) -> PreparedData:
                             index["skipped"], array_path)
     prepared = _read_all(cfg, root, sources)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(array_path, lambda tmp: np.save(open(tmp, "wb"), prepared.patches))
+    _atomic_write(array_path, lambda tmp: _save_npy(tmp, prepared.patches))
     index = {"files": prepared.files, "skipped": prepared.skipped,
              "patch_file": prepared.patch_file.tolist()}
     _atomic_write(index_path, lambda tmp: Path(tmp).write_text(json.dumps(index)))

@@ -20,4 +20,4 @@ def extract_patches(image: np.ndarray, size: int, stride: int, small: str = "ski
         return np.empty((0, c, size, size), dtype=image.dtype)
     tops = range(0, h - size + 1, stride)
     lefts = range(0, w - size + 1, stride)
-    return np.stack([image[:, t : t + size, l : l + size] for t in tops for l in lefts])
+    return np.stack([image[:, t : t + size, x : x + size] for t in tops for x in lefts])
