@@ -65,7 +65,7 @@ def _storage(args: argparse.Namespace, role: str, create_schema: bool = False): 
         heartbeat_interval=getattr(args, "heartbeat_interval", None) or StorageSettings.heartbeat_interval,
         grace_period=getattr(args, "grace_period", None) or StorageSettings.grace_period,
     )
-    return open_storage(resolve_url(args.storage), settings, create_schema=create_schema)
+    return open_storage(resolve_url(args.storage, args.storage_file), settings, create_schema=create_schema)
 
 
 def _campaign(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -175,8 +175,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from search.dashboard import serve
+    from storage import artifacts_root
+
+    serve(_storage(args, "dashboard"), artifacts_root(args.artifacts), args.host, args.port)
+    return 0
+
+
 def _add_storage(p: argparse.ArgumentParser, artifacts: bool = False) -> None:
     p.add_argument("--storage", help="storage URL (default: $SARSWEEP_STORAGE, else sqlite:///sarsweep.db)")
+    p.add_argument("--storage-file", help="file holding the storage URL (keeps a password off the command line)")
     if artifacts:
         p.add_argument("--artifacts", help="checkpoint root (default: $SARSWEEP_ARTIFACTS, else ./sarsweep-artifacts)")
 
@@ -237,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = _campaign_command(commands, "status", "trials by state and the best value per variant and stage")
     status.set_defaults(func=cmd_status)
+
+    dashboard = commands.add_parser("dashboard", help="optuna-dashboard on the storage, with trial previews")
+    dashboard.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    _add_storage(dashboard, artifacts=True)
+    dashboard.set_defaults(func=cmd_dashboard)
 
     demo = commands.add_parser("demo", help="run a small campaign end to end on generated data")
     demo.add_argument("-o", "--output", default="best.yaml", help="where the best config goes (default best.yaml)")

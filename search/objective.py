@@ -8,11 +8,13 @@ count, seconds and device per epoch, the checkpoint path, the config itself.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
+from optuna.artifacts import upload_artifact
 from optuna.trial import Trial
 
 from search.campaign import CampaignConfig
@@ -22,6 +24,9 @@ from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import SplitData
 from training.trainer import EpochResult, train
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 
 @dataclass
@@ -34,6 +39,8 @@ class TrialContext:
     """The stage's data, prepared once per worker and shared by its trials."""
     device: str | None = None
     progress: bool | None = None
+    artifact_store: ArtifactStore | None = None
+    """Where previews go as Optuna artifacts (None: previews stay on disk only)."""
 
 
 def system_attrs(trial: Trial) -> dict[str, Any]:
@@ -87,6 +94,8 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
         trial.report(objective_value(ctx, e.val_psnr, e.val_ssim), e.epoch)
         epochs.append(_epoch_attrs(e))
         trial.set_user_attr("epochs", epochs)
+        if e.preview and ctx.artifact_store is not None:
+            upload_preview(trial, ctx.artifact_store, e)
         if ctx.stage == "quick" and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {e.epoch}")
 
@@ -100,6 +109,16 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
     trial.set_user_attr("device", result.device)
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
     return objective_value(ctx, result.best_psnr, result.best_ssim)
+
+
+def upload_preview(trial: Trial, store: ArtifactStore, e: EpochResult) -> None:
+    """The epoch's preview.png as a trial artifact (the dashboard shows it on the trial page)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        artifact_id = upload_artifact(artifact_store=store, file_path=str(e.preview), study_or_trial=trial,
+                                      mimetype="image/png")
+    trial.set_user_attr("preview_artifact", artifact_id)
+    trial.set_user_attr("preview_epoch", e.epoch)
 
 
 def _epoch_attrs(e: EpochResult) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from optuna.trial import Trial, TrialState
 from search.campaign import CampaignConfig
 from search.objective import TrialContext, run_trial
 from search.studies import load_stage_study
-from storage import study_lock
+from storage import artifact_store, study_lock
 from training.data import load_data
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError
 
@@ -195,7 +195,7 @@ def run_worker(
     budget = campaign.quick.trials if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
-    ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress)
+    ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts))
     with stop_on_signals():
         while True:
             trial = None

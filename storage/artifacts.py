@@ -1,6 +1,7 @@
 """Where checkpoints and artifacts live: one root, laid out by campaign, variant, stage, trial.
 
-    <root>/<campaign>/<variant>/<stage>/trial_<NNNN>/{best.pt,last.pt}
+    <root>/<campaign>/<variant>/<stage>/trial_<NNNN>/{best.pt,last.pt,preview.png}
+    <root>/optuna-artifacts/          Optuna's artifact store (previews), served by the dashboard
 
 Root: `--artifacts DIR`, else $SARSWEEP_ARTIFACTS, else ./sarsweep-artifacts. A retried trial
 uses the directory of the trial it retries, so it finds that trial's last.pt and resumes.
@@ -11,12 +12,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from optuna.artifacts import FileSystemArtifactStore
+
 ENV_VAR = "SARSWEEP_ARTIFACTS"
 DEFAULT_ROOT = "sarsweep-artifacts"
 
 
 def artifacts_root(cli_value: str | None = None) -> Path:
     return Path(cli_value or os.environ.get(ENV_VAR) or DEFAULT_ROOT)
+
+
+def artifact_store(root: Path) -> FileSystemArtifactStore:
+    """The Optuna artifact store workers upload previews to and the dashboard serves from."""
+    path = root / "optuna-artifacts"
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(path)
 
 
 def trial_dir(root: Path, campaign: str, variant: str, stage: str, trial_number: int) -> Path:

@@ -1,13 +1,15 @@
 """Storage URLs: where they come from, how they are shown (never with a password), and errors.
 
-Precedence: `--storage URL`, else $SARSWEEP_STORAGE, else the embedded default
-`sqlite:///sarsweep.db` (one machine, no server).
+Precedence: `--storage URL`, `--storage-file PATH`, $SARSWEEP_STORAGE, $SARSWEEP_STORAGE_FILE,
+else the embedded default `sqlite:///sarsweep.db` (one machine, no server). The file forms
+keep a password out of argv and the process list (a Docker or Kubernetes secret, say).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -16,6 +18,7 @@ from models.errors import SarsweepError
 
 DEFAULT_URL = "sqlite:///sarsweep.db"
 ENV_VAR = "SARSWEEP_STORAGE"
+FILE_ENV_VAR = "SARSWEEP_STORAGE_FILE"
 SUPPORTED = ("postgresql", "sqlite")
 
 
@@ -23,8 +26,26 @@ class StorageError(SarsweepError):
     """The storage cannot be used: a malformed URL, an unreachable server, a missing schema."""
 
 
-def resolve_url(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get(ENV_VAR) or DEFAULT_URL
+def resolve_url(cli_value: str | None = None, cli_file: str | None = None) -> str:
+    if cli_value:
+        return cli_value
+    if cli_file:
+        return _read_url_file(cli_file, "--storage-file")
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR]
+    if os.environ.get(FILE_ENV_VAR):
+        return _read_url_file(os.environ[FILE_ENV_VAR], FILE_ENV_VAR)
+    return DEFAULT_URL
+
+
+def _read_url_file(path: str, source: str) -> str:
+    try:
+        url = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StorageError(f"{source}: cannot read storage URL file {path}: {exc.strerror}") from None
+    if not url:
+        raise StorageError(f"{source}: storage URL file {path} is empty")
+    return url
 
 
 def redact(url: str | URL) -> str:

@@ -48,6 +48,7 @@ def tiny_config_dict(out_dir: Path, **overrides: Any) -> dict[str, Any]:
     cfg = {
         "variant": "baseline", "base_channels": 4, "epochs": 1, "batch_size": 8, "lr": 2e-3,
         "warmup_epochs": 0, "device": "cpu", "out_dir": str(out_dir), "data": data,
+        "preview_patches": 0,  # rendering is tested on its own (tests/test_dashboard.py)
     }
     cfg.update(overrides)
     return cfg

@@ -135,7 +135,10 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto = bf16 autocast + channels_last on CUDA, fp32 on CPU."""
     out_dir: str = "runs/train"
-    """Directory for best.pt and last.pt."""
+    """Directory for best.pt, last.pt and preview.png."""
+    preview_patches: int = 4
+    """Validation patches drawn in preview.png (input, reconstruction, error) at each new best
+    epoch and at the end; 0 = no previews."""
 
     def __post_init__(self) -> None:
         from models import list_models  # deferred: keeps `import training.config` torch-free
@@ -146,6 +149,8 @@ class TrainConfig:
         require(self.latent_channels >= 1, "latent_channels", f"must be at least 1, got {self.latent_channels}")
         require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
         require(self.epochs >= 1, "epochs", f"must be at least 1, got {self.epochs}")
+        require(0 <= self.preview_patches <= 16, "preview_patches",
+                f"must be between 0 and 16, got {self.preview_patches}")
         require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
         require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a positive number, got {self.lr}")
         require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",

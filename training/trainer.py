@@ -44,6 +44,8 @@ class EpochResult:
     seconds: float
     device: str
     is_best: bool
+    preview: str | None = None
+    """preview.png written after this epoch (new best or last epoch), if previews are on."""
 
 
 @dataclass
@@ -173,6 +175,17 @@ class Run:
             ssims.append(ssim(out, batch))
         return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
 
+    @torch.no_grad()
+    def preview(self, path: Path, title: str) -> str:
+        """Render the first validation patches (always the same ones) through the model."""
+        from training.preview import render_preview
+
+        self.model.eval()
+        batch = self.val_x[: self.cfg.preview_patches].contiguous(memory_format=self.memory_format)
+        with self.autocast():
+            out = self.model(batch).float().clamp(0.0, 1.0)
+        return str(render_preview(batch.float().cpu().numpy(), out.cpu().numpy(), path, title))
+
     def state(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "batch": self.batch_rng.get_state()}
         if torch.cuda.is_available():
@@ -240,8 +253,12 @@ def train(
         is_best = val_psnr > run.best["psnr"]
         if is_best:
             run.best = {"psnr": val_psnr, "ssim": val_ssim, "epoch": run.epoch}
+        preview = None
+        if cfg.preview_patches and (is_best or run.epoch == cfg.epochs):
+            title = f"{cfg.variant}, epoch {run.epoch}: val PSNR {val_psnr:.2f} dB, SSIM {val_ssim:.3f}"
+            preview = run.preview(out_dir / "preview.png", title)
         result = EpochResult(run.epoch, train_loss, val_psnr, val_ssim, lr,
-                             time.perf_counter() - t0, str(run.device), is_best)
+                             time.perf_counter() - t0, str(run.device), is_best, preview)
         run.history.append(result)
         run.save(out_dir, is_best)
         if on_epoch_end is not None:

@@ -1,0 +1,30 @@
+"""`sarsweep dashboard`: optuna-dashboard on our storage, with our artifact store (previews).
+
+Listens on 127.0.0.1 unless told otherwise: reach it from your laptop through an SSH tunnel
+(`ssh -L 8080:127.0.0.1:8080 head-node`), or publish it deliberately with --host 0.0.0.0.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from optuna.storages import RDBStorage
+
+from storage import artifact_store, redact
+
+log = logging.getLogger("sarsweep.dashboard")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def serve(storage: RDBStorage, artifacts: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
+    import optuna_dashboard
+
+    store = artifact_store(artifacts)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"optuna-dashboard on {redact(storage.url)}, previews from {artifacts}", flush=True)
+    print(f"open http://{shown}:{port}/dashboard in a browser (Ctrl-C stops it)", flush=True)
+    if host not in LOCAL_HOSTS:
+        log.warning("listening on %s: anyone who can reach this port can rename or delete studies; "
+                    "give the dashboard a read-only database role", host)
+    optuna_dashboard.run_server(storage, host=host, port=port, artifact_store=store)

@@ -1,0 +1,114 @@
+"""Reconstruction previews (trainer -> PNG -> Optuna artifact) and `sarsweep dashboard` over HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from PIL import Image
+
+from conftest import start_cli
+from search.campaign import load_campaign
+from search.worker import run_worker
+from storage import open_storage
+from training.trainer import train
+
+# 3 panels of 1.6 in at 100 dpi wide; a row of 1.6 in per patch plus the title band.
+PREVIEW_WIDTH = 480
+
+
+def preview_height(patches: int) -> int:
+    return int(round(patches * 160 + 40))
+
+
+def test_trainer_writes_a_preview_at_new_bests_and_at_the_end(tiny_config) -> None:  # type: ignore[no-untyped-def]
+    result = train(tiny_config(epochs=3, preview_patches=3), progress=False)
+    for h in result.history:
+        assert (h.preview is not None) == (h.is_best or h.epoch == 3)
+    image = Image.open(Path(result.history[-1].preview))
+    assert image.format == "PNG" and image.size == (PREVIEW_WIDTH, preview_height(3))
+    pixels = np.asarray(image.convert("L"))
+    assert pixels.std() > 10  # real content, not a blank canvas
+
+
+def test_previews_can_be_turned_off(tiny_config) -> None:  # type: ignore[no-untyped-def]
+    result = train(tiny_config(epochs=2, preview_patches=0), progress=False)
+    assert all(h.preview is None for h in result.history)
+    assert not (result.best_path.parent / "preview.png").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(url: str, timeout: float = 60) -> bytes:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_dashboard_serves_our_studies_and_trial_previews(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    campaign = load_campaign(write_campaign(quick={"trials": 2, "epochs": 2}, train={
+        "batch_size": 8, "device": "cpu", "preview_patches": 2,
+        "data": {"patch_size": 16, "synthetic": {"scenes": 6, "size": 32, "seed": 3}}}))
+    art = tmp_path / "art"
+    run_worker(open_storage(pg_url, create_schema=True), campaign, "baseline", "quick", art,
+               create_study=True, progress=False)
+    trial = optuna.load_study(study_name="t.baseline.quick", storage=open_storage(pg_url)).trials[0]
+    assert trial.user_attrs["preview_artifact"] and trial.user_attrs["preview_epoch"] >= 1
+
+    port = _free_port()
+    server = start_cli("dashboard", "--storage", pg_url, "--artifacts", str(art), "--port", str(port), cwd=tmp_path)
+    try:
+        studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]
+        ours = {s["study_name"]: s["study_id"] for s in studies}
+        assert "t.baseline.quick" in ours
+        detail = json.loads(_get(f"http://127.0.0.1:{port}/api/studies/{ours['t.baseline.quick']}"))
+        assert [t["number"] for t in detail["trials"]] == [0, 1]
+        first = detail["trials"][0]
+        previews = [a for a in first["artifacts"] if a["mimetype"] == "image/png"]
+        assert trial.user_attrs["preview_artifact"] in {a["artifact_id"] for a in previews}
+        png = _get(f"http://127.0.0.1:{port}/artifacts/{ours['t.baseline.quick']}/{first['trial_id']}/"
+                   f"{trial.user_attrs['preview_artifact']}")
+        image = Image.open(io.BytesIO(png))
+        assert image.format == "PNG" and image.size == (PREVIEW_WIDTH, preview_height(2))
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert f"open http://127.0.0.1:{port}/dashboard" in out
+    assert "postgres" in out and "Listening on http://127.0.0.1:" in out + err
+
+
+@pytest.mark.parametrize("source", ["flag", "env"])
+def test_storage_url_can_come_from_a_file(source: str, pg_url: str, write_campaign, tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    secret = tmp_path / "storage-url"
+    secret.write_text(pg_url + "\n")
+    args = ["init", "--campaign", str(write_campaign())]
+    env = {"SARSWEEP_STORAGE": ""}
+    if source == "flag":
+        args += ["--storage-file", str(secret)]
+    else:
+        env["SARSWEEP_STORAGE_FILE"] = str(secret)
+    done = run_cli(*args, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "created t.baseline.quick" in done.stdout
+    missing = run_cli("init", "--campaign", str(write_campaign()), "--storage-file", str(tmp_path / "nope"),
+                      cwd=tmp_path, env=env)
+    assert missing.returncode == 2 and "cannot read storage URL file" in missing.stderr
