@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from conftest import start_cli
 from PIL import Image
 
-from conftest import start_cli
 from search.campaign import load_campaign
 from search.worker import run_worker
 from storage import open_storage
