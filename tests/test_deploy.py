@@ -1,0 +1,181 @@
+"""docker-compose.yml, the Dockerfile and the Slurm/Kubernetes examples, proven without a Docker engine.
+
+The compose file is validated against the Compose Specification's JSON Schema, and its service
+commands and environments are run as local processes against a local PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from conftest import REPO, tiny_campaign_dict
+from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+
+from storage import open_storage
+
+COMPOSE = REPO / "docker-compose.yml"
+SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
+TEST_ENV = {"POSTGRES_PASSWORD": "pw-for-test", "SARSWEEP_CAMPAIGN": "campaign.yaml",
+            "SARSWEEP_VARIANT": "baseline", "SARSWEEP_STAGE": "quick"}
+
+
+def interpolate(value: Any, env: dict[str, str]) -> Any:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error} and $$, recursively."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(m: re.Match[str]) -> str:
+        name, op, arg = m.group(1), m.group(2) or "", m.group(3) or ""
+        present = env.get(name)
+        if op in (":-", "-"):
+            return present if present or (op == "-" and name in env) else arg
+        if op == ":?" and not present:
+            raise KeyError(f"{name}: {arg}")
+        return present or ""
+
+    return re.sub(r"\$\{(\w+)(:-|-|:\?)?([^}]*)\}", one, value).replace("$$", "$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_matches_the_compose_schema(compose: dict[str, Any]) -> None:
+    import jsonschema
+
+    assert SCHEMA.is_file(), f"compose schema missing at {SCHEMA}"
+    errors = list(jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).iter_errors(compose))
+    assert errors == [], [e.message for e in errors]
+
+
+def test_compose_services_are_wired_as_documented(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert set(services) == {"postgres", "init", "dashboard", "worker", "promote"}
+    pg = services["postgres"]
+    assert re.fullmatch(r"postgres:\d+", pg["image"])  # pinned major version
+    assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in pg["volumes"]) and "pgdata" in compose["volumes"]
+    assert pg["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+        text = json.dumps(service.get("command", []))
+        assert "postgresql://" not in text and "PASSWORD" not in text, name  # no URL on a command line
+    assert services["init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("dashboard", "worker", "promote"):
+        assert services[name]["depends_on"]["init"]["condition"] == "service_completed_successfully"
+    gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert "gpu" in gpu["capabilities"] and "container_name" not in services["worker"]  # scalable
+    assert any(v.endswith(":/artifacts") for v in services["worker"]["volumes"])
+    assert any(v.endswith(":/data:ro") for v in services["worker"]["volumes"])
+    assert services["promote"]["profiles"] == ["tools"]
+
+
+def test_env_example_ships_no_real_password() -> None:
+    example = dict(line.split("=", 1) for line in (REPO / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    assert example["POSTGRES_PASSWORD"] == "change-me"
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=REPO).returncode
+    assert ignored == 0, ".env must be git-ignored"
+
+
+def test_dockerfile_builds_on_cuda_pytorch_and_installs_the_repo() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    base = re.search(r"^FROM (\S+)", text, re.M)
+    assert base and base.group(1).startswith("pytorch/pytorch:") and "cuda" in base.group(1)
+    assert "RUN pip install ." in text
+    for room in ("models", "training", "storage", "search"):
+        assert f"COPY {room} ./{room}" in text
+
+
+def _local(service: dict[str, Any], pg_url: str, tmp: Path, port: int) -> tuple[list[str], dict[str, str]]:
+    """A compose service's command and environment, pointed at this machine instead of containers."""
+    env = dict(service.get("environment", {}))
+    url = make_url(env.pop("SARSWEEP_STORAGE"))
+    assert (url.username, url.password, url.host, url.database) == ("sarsweep", "pw-for-test", "postgres", "sarsweep")
+    env["SARSWEEP_STORAGE"] = pg_url
+    env["SARSWEEP_ARTIFACTS"] = str(tmp / "artifacts")
+    env["SARSWEEP_CACHE"] = os.environ["SARSWEEP_CACHE"]
+    mounts = {v.split(":")[1]: v for v in service["volumes"]}
+    assert "/config" in mounts and "/artifacts" in mounts
+    command = [str(Path(sys.executable).parent / "sarsweep") if a == "sarsweep" else a for a in service["command"]]
+    command = [a.replace("/config/", f"{tmp / 'config'}/") for a in command]
+    command = [str(port) if a == "8080" else a for a in command]
+    return command, {**os.environ, **env}
+
+
+def test_compose_smoke_runs_every_service_command_locally(pg_url: str, tmp_path: Path) -> None:
+    compose = interpolate(yaml.safe_load(COMPOSE.read_text()), TEST_ENV)
+    (tmp_path / "config").mkdir()
+    campaign = tiny_campaign_dict(quick={"trials": 4}, full={"top_k": 2})
+    (tmp_path / "config" / "campaign.yaml").write_text(yaml.safe_dump(campaign))
+    from test_dashboard import _free_port, _get
+
+    port = _free_port()
+    run = {name: _local(service, pg_url, tmp_path, port) for name, service in compose["services"].items()
+           if name != "postgres"}
+
+    init = subprocess.run(run["init"][0], env=run["init"][1], capture_output=True, text=True, timeout=120)
+    assert init.returncode == 0, init.stderr
+    dashboard = subprocess.Popen(run["dashboard"][0], env=run["dashboard"][1], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+    try:
+        workers = [subprocess.Popen(run["worker"][0], env=run["worker"][1], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [w.communicate(timeout=300) for w in workers]
+        assert [w.returncode for w in workers] == [0, 0], [o[1] for o in outs]
+        promote = subprocess.run(run["promote"][0], env=run["promote"][1], capture_output=True, text=True, timeout=120)
+        assert promote.returncode == 0, promote.stderr
+        studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]
+        assert {"t.baseline.quick", "t.baseline.full"} <= {s["study_name"] for s in studies}
+    finally:
+        dashboard.terminate()
+        dashboard.communicate(timeout=30)
+    storage = open_storage(pg_url)
+    quick = optuna.load_study(study_name="t.baseline.quick", storage=storage).trials
+    assert sorted(t.number for t in quick) == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in quick)
+    full = optuna.load_study(study_name="t.baseline.full", storage=storage).trials
+    assert [t.state for t in full] == [TrialState.WAITING] * 2
+
+
+def test_kubernetes_examples_name_the_image_and_commands() -> None:
+    docs = {p.name: list(yaml.safe_load_all(p.read_text())) for p in sorted((REPO / "deploy" / "k8s").glob("*.yaml"))}
+    assert set(docs) == {"init-job.yaml", "secret.example.yaml", "worker-job.yaml"}
+    for name in ("init-job.yaml", "worker-job.yaml"):
+        (job,) = docs[name]
+        assert job["kind"] == "Job"
+        (container,) = job["spec"]["template"]["spec"]["containers"]
+        assert container["image"].startswith("sarsweep:")
+        assert container["command"][:2] == ["sarsweep", name.split("-")[0]]
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["SARSWEEP_STORAGE_FILE"].startswith("/secrets/")  # the URL comes from a Secret file
+        assert "postgresql://" not in json.dumps(container)
+    worker = docs["worker-job.yaml"][0]["spec"]["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert "--stage" in worker["command"] and "--variant" in worker["command"]
+
+
+def test_slurm_script_is_valid_bash_and_execs_the_worker() -> None:
+    script = REPO / "deploy" / "slurm" / "worker.sbatch"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    assert "#SBATCH --array=" in text and "#SBATCH --gres=gpu:1" in text and "#SBATCH --signal=B:TERM@" in text
+    assert re.search(r"^exec sarsweep worker .*--worker-index", text, re.M | re.S)
+    if shutil.which("shellcheck"):
+        assert subprocess.run(["shellcheck", str(script)]).returncode == 0
