@@ -7,6 +7,8 @@ count, seconds and device per epoch, the checkpoint path, the config itself.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -112,11 +114,18 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
 
 
 def upload_preview(trial: Trial, store: ArtifactStore, e: EpochResult) -> None:
-    """The epoch's preview.png as a trial artifact (the dashboard shows it on the trial page)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        artifact_id = upload_artifact(artifact_store=store, file_path=str(e.preview), study_or_trial=trial,
-                                      mimetype="image/png")
+    """The epoch's preview.png as a trial artifact (the dashboard shows it on the trial page).
+
+    Uploaded as preview-epochNNN.png: the artifact keeps the file's name, and a trial has one
+    preview per new best epoch, which a person tells apart by that name.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        named = Path(tmp) / f"preview-epoch{e.epoch:03d}.png"
+        shutil.copyfile(str(e.preview), named)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            artifact_id = upload_artifact(artifact_store=store, file_path=str(named), study_or_trial=trial,
+                                          mimetype="image/png")
     trial.set_user_attr("preview_artifact", artifact_id)
     trial.set_user_attr("preview_epoch", e.epoch)
 

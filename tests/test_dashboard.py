@@ -83,6 +83,7 @@ def test_dashboard_serves_our_studies_and_trial_previews(pg_url: str, write_camp
         first = detail["trials"][0]
         previews = [a for a in first["artifacts"] if a["mimetype"] == "image/png"]
         assert trial.user_attrs["preview_artifact"] in {a["artifact_id"] for a in previews}
+        assert {a["filename"] for a in previews} <= {f"preview-epoch{n:03d}.png" for n in (1, 2)}
         png = _get(f"http://127.0.0.1:{port}/artifacts/{ours['t.baseline.quick']}/{first['trial_id']}/"
                    f"{trial.user_attrs['preview_artifact']}")
         image = Image.open(io.BytesIO(png))
