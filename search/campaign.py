@@ -161,10 +161,16 @@ class CampaignConfig:
         return to_plain(self)
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes what a trial means; budgets may change freely."""
-        plain = self.to_dict()
-        plain["quick"].pop("trials")
-        plain["full"].pop("top_k")
+        """Hash of everything that changes what a trial means; budgets may change freely.
+
+        Fields at their defaults are left out, so a sarsweep release that adds a field (with a
+        default) does not lock users out of the studies they are running.
+        """
+        plain = to_plain(self, skip_defaults=True)
+        for stage, budget in (("quick", "trials"), ("full", "top_k")):
+            plain.get(stage, {}).pop(budget, None)
+            if plain.get(stage) == {}:
+                del plain[stage]
         return config_hash(plain)
 
 

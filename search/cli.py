@@ -157,9 +157,28 @@ def cmd_status(args: argparse.Namespace) -> int:
     from search.status import campaign_status, render, waiting_promotions
 
     campaign = _campaign(args)
-    rows = campaign_status(_storage(args, "status"), campaign)
+    storage = _storage(args, "status")
+    rows = campaign_status(storage, campaign)
     print(render(rows, campaign.objective))
     print(f"promotions waiting for full-stage workers: {waiting_promotions(rows)}")
+    from search.report import collect, summary_line
+
+    print(summary_line(collect(storage, campaign)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from search.report import summary_line, write_report
+
+    campaign = _campaign(args)
+    html_path = Path(args.html) if args.html else None
+    report = write_report(_storage(args, "report"), campaign, Path(args.output), html_path)
+    print(summary_line(report))
+    for f in report.fidelity:
+        print(f.sentence())
+    print(f"report written to {args.output}" + (f" and {args.html}" if args.html else ""))
     return 0
 
 
@@ -246,6 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = _campaign_command(commands, "status", "trials by state and the best value per variant and stage")
     status.set_defaults(func=cmd_status)
+
+    report = _campaign_command(commands, "report", "comparison table, quick->full fidelity and cost per stage")
+    report.add_argument("-o", "--output", default="report.md", help="Markdown report (default report.md)")
+    report.add_argument("--html", help="also write a self-contained HTML report with the plots")
+    report.set_defaults(func=cmd_report)
 
     dashboard = commands.add_parser("dashboard", help="optuna-dashboard on the storage, with trial previews")
     dashboard.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")

@@ -18,6 +18,7 @@ from optuna.trial import Trial, TrialState
 from search.campaign import STAGES, CampaignConfig
 from search.export import export_trial
 from search.promote import promote
+from search.report import summary_line, write_report
 from search.status import campaign_status, render
 from search.studies import StudyError, ensure_study
 from search.worker import run_worker
@@ -87,6 +88,9 @@ def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None
     print(f"best: {study.study_name} trial {trial.number}, val PSNR {trial.user_attrs['val_psnr']:.2f} dB, "
           f"SSIM {trial.user_attrs['val_ssim']:.4f} "
           f"({cfg.variant}, base_channels {cfg.base_channels}, lr {cfg.lr:.2e})")
+    report = write_report(storage, campaign, out.with_name("report.md"), out.with_name("report.html"))
+    print(summary_line(report))
     print(f"demo finished in {time.perf_counter() - started:.0f}s; best config written to {path}")
     print(f"retrain it with: sarsweep train --config {path}")
+    print(f"report: {out.with_name('report.md')} and {out.with_name('report.html')}")
     return path

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +87,9 @@ def _admin():  # type: ignore[no-untyped-def]
     return conn
 
 
-@pytest.fixture
-def pg_url() -> Any:
+@contextlib.contextmanager
+def temp_database() -> Iterator[str]:
+    """A fresh database on the shared server, dropped afterwards (even with connections open)."""
     import uuid
 
     name = f"sarsweep_test_{uuid.uuid4().hex[:12]}"
@@ -99,6 +102,12 @@ def pg_url() -> Any:
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    with temp_database() as url:
+        yield url
 
 
 def tiny_campaign_dict(name: str = "t", **overrides: Any) -> dict[str, Any]:

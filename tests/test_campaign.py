@@ -7,6 +7,7 @@ import yaml
 from conftest import REPO, tiny_campaign_dict
 
 from search.campaign import CampaignConfig, load_campaign
+from training.config import TrainConfig
 from training.errors import ConfigError
 
 
@@ -38,6 +39,13 @@ def test_budget_changes_keep_the_fingerprint_but_the_space_does_not() -> None:
     assert CampaignConfig(name="x", quick=type(base.quick)(trials=99)).fingerprint() == base.fingerprint()
     changed = CampaignConfig(name="x", objective="ssim")
     assert changed.fingerprint() != base.fingerprint()
+    assert CampaignConfig(name="x", train=TrainConfig(lr=0.5)).fingerprint() != base.fingerprint()
+
+
+def test_fingerprint_ignores_defaults_so_new_schema_fields_do_not_orphan_studies() -> None:
+    base = CampaignConfig(name="x")
+    explicit = CampaignConfig(name="x", objective="psnr", train=TrainConfig(preview_patches=4))
+    assert explicit.fingerprint() == base.fingerprint()
 
 
 @pytest.mark.parametrize(

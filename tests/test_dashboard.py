@@ -32,6 +32,8 @@ def test_trainer_writes_a_preview_at_new_bests_and_at_the_end(tiny_config) -> No
     result = train(tiny_config(epochs=3, preview_patches=3), progress=False)
     for h in result.history:
         assert (h.preview is not None) == (h.is_best or h.epoch == 3)
+        if h.preview is not None:
+            assert Path(h.preview).name == ("preview.png" if h.is_best else "preview-last.png")
     image = Image.open(Path(result.history[-1].preview))
     assert image.format == "PNG" and image.size == (PREVIEW_WIDTH, preview_height(3))
     pixels = np.asarray(image.convert("L"))

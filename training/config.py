@@ -135,7 +135,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     """auto = bf16 autocast + channels_last on CUDA, fp32 on CPU."""
     out_dir: str = "runs/train"
-    """Directory for best.pt, last.pt and preview.png."""
+    """Directory for best.pt, last.pt and preview.png (the best epoch's; preview-last.png the last's)."""
     preview_patches: int = 4
     """Validation patches drawn in preview.png (input, reconstruction, error) at each new best
     epoch and at the end; 0 = no previews."""

@@ -104,12 +104,27 @@ def build(cls: type[T], data: Any, field: str = "") -> T:
         raise exc.within(field or None) from None
 
 
-def to_plain(obj: Any) -> Any:
-    """A dataclass tree as plain dicts/lists/scalars (YAML- and JSON-safe)."""
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def to_plain(obj: Any, skip_defaults: bool = False) -> Any:
+    """A dataclass tree as plain dicts/lists/scalars (YAML- and JSON-safe).
+
+    skip_defaults leaves out fields equal to their defaults, recursively: the form to hash when
+    a new field (with a default) must not change what existing configs hash to.
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_plain(getattr(obj, f.name), skip_defaults) for f in dataclasses.fields(obj)
+            if not (skip_defaults and getattr(obj, f.name) == _default_of(f))
+        }
     if isinstance(obj, Mapping):
-        return {str(k): to_plain(v) for k, v in obj.items()}
+        return {str(k): to_plain(v, skip_defaults) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [to_plain(v) for v in obj]
+        return [to_plain(v, skip_defaults) for v in obj]
     return obj

@@ -256,7 +256,8 @@ def train(
         preview = None
         if cfg.preview_patches and (is_best or run.epoch == cfg.epochs):
             title = f"{cfg.variant}, epoch {run.epoch}: val PSNR {val_psnr:.2f} dB, SSIM {val_ssim:.3f}"
-            preview = run.preview(out_dir / "preview.png", title)
+            # preview.png always shows best.pt's epoch; a final epoch that is no best goes beside it.
+            preview = run.preview(out_dir / ("preview.png" if is_best else "preview-last.png"), title)
         result = EpochResult(run.epoch, train_loss, val_psnr, val_ssim, lr,
                              time.perf_counter() - t0, str(run.device), is_best, preview)
         run.history.append(result)

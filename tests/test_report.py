@@ -1,0 +1,105 @@
+"""`sarsweep report`: the table equals what the studies hold; the correlation equals scipy's."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import run_cli, temp_database, tiny_campaign_dict
+from optuna.trial import TrialState
+from scipy.stats import spearmanr
+
+from search.campaign import load_campaign
+from search.promote import promote
+from search.report import collect, comparison_rows, fidelity_of, summary_line, trial_seconds, write_report
+from search.studies import ensure_study
+from search.worker import run_worker
+from storage import open_storage
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def finished_campaign(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A quick stage of 5 trials, 3 promoted configs run in full: built once per backend."""
+    tmp = tmp_path_factory.mktemp("report")
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(temp_database()) if request.param == "postgresql" else f"sqlite:///{tmp / 'r.db'}"
+        path = tmp / "campaign.yaml"
+        path.write_text(yaml.safe_dump(tiny_campaign_dict(
+            quick={"trials": 5, "epochs": 2, "pruner": "none"}, full={"epochs": 2, "top_k": 3})))
+        campaign = load_campaign(path)
+        storage = open_storage(url, create_schema=True)
+        for stage in ("quick", "full"):
+            ensure_study(storage, campaign, "baseline", stage)
+        run_worker(storage, campaign, "baseline", "quick", tmp / "art", progress=False)
+        promote(storage, campaign, "baseline")
+        run_worker(storage, campaign, "baseline", "full", tmp / "art", progress=False)
+        yield url, path, campaign, storage
+        storage.engine.dispose()
+
+
+def test_tables_hold_what_the_studies_hold(finished_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, path, campaign, storage = finished_campaign
+    report = collect(storage, campaign)
+    quick = optuna.load_study(study_name="t.baseline.quick", storage=storage).trials
+    full = optuna.load_study(study_name="t.baseline.full", storage=storage).trials
+    best_quick = max(quick, key=lambda t: t.value)
+    best_full = max(full, key=lambda t: t.value)
+    (row,) = comparison_rows(report)
+    assert row[0] == "baseline" and row[1] == f"{best_full.user_attrs['param_count']:,}"
+    assert row[2] == f"{best_quick.user_attrs['val_psnr']:.2f} / {best_quick.user_attrs['val_ssim']:.4f}"
+    assert row[3] == f"{best_full.user_attrs['val_psnr']:.2f} / {best_full.user_attrs['val_ssim']:.4f}"
+    assert f"lr={best_full.params['lr']:.3g}" in row[4] and row[5] == f"t.baseline.full #{best_full.number}"
+    (result,) = report.results
+    assert sorted(p.quick_trial for p in result.promoted) == sorted(t.user_attrs["promoted_from_trial"] for t in full)
+    for p in result.promoted:
+        assert p.full_value == full[p.full_trial].value and p.quick_value == quick[p.quick_trial].value
+    quick_cost = next(c for c in report.costs if c.stage == "quick")
+    assert quick_cost.counts["COMPLETE"] == 5 and quick_cost.devices == ["cpu"]
+    assert quick_cost.seconds == pytest.approx(sum(trial_seconds(t) for t in quick))
+
+
+def test_fidelity_is_scipys_spearman_on_the_same_pairs(finished_campaign) -> None:  # type: ignore[no-untyped-def]
+    _, _, campaign, storage = finished_campaign
+    (fid,) = collect(storage, campaign).fidelity
+    full = optuna.load_study(study_name="t.baseline.full", storage=storage).trials
+    pairs = [(t.user_attrs["quick_value"], t.value) for t in full if t.state == TrialState.COMPLETE]
+    assert len(fid.pairs) == len(pairs) == 3 and sorted(fid.pairs) == sorted(pairs)
+    expected = spearmanr([p[0] for p in pairs], [p[1] for p in pairs])
+    assert fid.rho == pytest.approx(expected.statistic) and fid.p_value == pytest.approx(expected.pvalue)
+    quick_winner = max(pairs, key=lambda p: p[0])
+    assert fid.same_winner == (quick_winner == max(pairs, key=lambda p: p[1]))
+    assert "Spearman rho" in fid.sentence()
+
+
+def test_too_little_data_is_said_plainly(finished_campaign) -> None:  # type: ignore[no-untyped-def]
+    _, _, campaign, storage = finished_campaign
+    result = collect(storage, campaign).results[0]
+    result.promoted = result.promoted[:2]
+    fid = fidelity_of(result)
+    assert fid.rho is None and "too little data to judge (2 finished promoted config(s); 3 needed)" in fid.sentence()
+
+
+def test_cli_writes_markdown_html_and_plots(finished_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    url, path, campaign, storage = finished_campaign
+    done = run_cli("report", "--campaign", str(path), "--storage", url, "-o", "r.md", "--html", "r.html", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    md = (tmp_path / "r.md").read_text()
+    assert "| baseline |" in md and "Spearman rho" in md and "## Cost per stage" in md
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("<table>") == 3 and html.count('src="data:image/png;base64,') == 3
+    assert len(list(tmp_path.glob("r-*.png"))) == 3
+    status = run_cli("status", "--campaign", str(path), "--storage", url, cwd=tmp_path)
+    assert status.returncode == 0 and summary_line(collect(storage, campaign)) in status.stdout
+
+
+def test_report_on_a_campaign_without_results(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    campaign = load_campaign(write_campaign())
+    storage = open_storage(pg_url, create_schema=True)
+    for stage in ("quick", "full"):
+        ensure_study(storage, campaign, "baseline", stage)
+    report = write_report(storage, campaign, tmp_path / "empty.md", tmp_path / "empty.html")
+    assert "too little data" in report.fidelity[0].sentence()
+    assert "| baseline | - |" in (tmp_path / "empty.md").read_text()
