@@ -263,7 +263,9 @@ def test_status_shows_states_and_best(pg_url: str, write_campaign, tmp_path: Pat
     assert rows[("baseline", "quick")][2] == "3" and rows[("baseline", "full")][6] == "2"
     best = max(trials_of(pg_url, "t.baseline.quick"), key=lambda t: t.value)
     assert rows[("baseline", "quick")][7] == f"#{best.number}"
-    assert done.stdout.strip().endswith("promotions waiting for full-stage workers: 2")
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "promotions waiting for full-stage workers: 2"
+    assert lines[-1].startswith("t: 5 trials (3 complete, 0 pruned, 0 failed, 0 running, 2 waiting)")
 
 
 def test_launch_runs_cpu_workers_that_share_the_budget(pg_url: str, write_campaign, tmp_path: Path) -> None:
