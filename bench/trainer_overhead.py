@@ -1,6 +1,7 @@
 """sarsweep's training loop against a minimal hand-written PyTorch loop, in the same process.
 
-    python bench/trainer_overhead.py [--variant resnet_lite] [--base 32] [--patch 32] [--steps 40] [--rounds 5]
+    python bench/trainer_overhead.py [--variant resnet_lite] [--base 32] [--patch 32]
+                                     [--steps 40] [--rounds 5]
     python bench/trainer_overhead.py --smoke     # seconds; what CI runs
 
 Both sides train the same model (same init), on the same resident patches, with the same batch
