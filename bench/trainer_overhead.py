@@ -6,8 +6,9 @@
 
 Both sides train the same model (same init), on the same resident patches, with the same batch
 size, optimizer, clipping and number of steps; the rounds alternate (sarsweep, bare, sarsweep,
-...) so drift in machine load hits both, after one unmeasured warm-up round each. Prints images/s per round, the medians and the ratio
-sarsweep / bare (issue goal: >= 0.97 on CPU). No timing is asserted anywhere.
+...) so drift in machine load hits both, after one unmeasured warm-up round each. Prints
+images/s per round, the medians and the ratio sarsweep / bare (issue goal: >= 0.97 on CPU).
+No timing is asserted anywhere.
 """
 
 from __future__ import annotations
