@@ -161,9 +161,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = campaign_status(storage, campaign)
     print(render(rows, campaign.objective))
     print(f"promotions waiting for full-stage workers: {waiting_promotions(rows)}")
-    from search.report import collect, summary_line
+    if all(r.exists for r in rows):  # before `init` there is nothing to summarise
+        from search.report import collect, summary_line
 
-    print(summary_line(collect(storage, campaign)))
+        print(summary_line(collect(storage, campaign)))
     return 0
 
 

@@ -268,6 +268,13 @@ def test_status_shows_states_and_best(pg_url: str, write_campaign, tmp_path: Pat
     assert lines[-1].startswith("t: 5 trials (3 complete, 0 pruned, 0 failed, 0 running, 2 waiting)")
 
 
+def test_status_before_init_says_so(write_campaign, tmp_path: Path) -> None:
+    done = run_cli("status", "--campaign", str(write_campaign()), "--storage", f"sqlite:///{tmp_path / 'e.db'}",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(no study yet: run `sarsweep init`)") == 2
+
+
 def test_launch_runs_cpu_workers_that_share_the_budget(pg_url: str, write_campaign, tmp_path: Path) -> None:
     path = write_campaign(quick={"trials": 4})
     init(path, pg_url, tmp_path)
