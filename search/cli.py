@@ -195,6 +195,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reaper(args: argparse.Namespace) -> int:
+    import time
+
+    from search.reaper import reap_campaign
+
+    campaign = _campaign(args)
+    storage = _storage(args, "reaper")
+    period = args.period or storage.grace_period or 120
+    print(f"reaper on campaign {campaign.name}: a trial without a heartbeat for {storage.grace_period}s is failed "
+          f"and retried" + ("" if args.once else f"; checking every {period}s"), flush=True)
+    while True:
+        for study, numbers in reap_campaign(storage, campaign).items():
+            print(f"{study}: stale trial(s) {', '.join(map(str, numbers))} failed and queued for retry", flush=True)
+        if args.once:
+            return 0
+        time.sleep(period)
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from search.dashboard import serve
     from storage import artifacts_root
@@ -266,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = _campaign_command(commands, "status", "trials by state and the best value per variant and stage")
     status.set_defaults(func=cmd_status)
+
+    reaper = _campaign_command(commands, "reaper", "fail and retry stale trials even when no worker starts one")
+    reaper.add_argument("--period", type=float, help="seconds between passes (default: the grace period)")
+    reaper.add_argument("--once", action="store_true", help="one pass, then exit")
+    reaper.add_argument("--heartbeat-interval", type=int, help="heartbeat interval the workers use (default 30)")
+    reaper.add_argument("--grace-period", type=int,
+                        help="seconds without a heartbeat before a trial is stale (default 120)")
+    reaper.set_defaults(func=cmd_reaper)
 
     report = _campaign_command(commands, "report", "comparison table, quick->full fidelity and cost per stage")
     report.add_argument("-o", "--output", default="report.md", help="Markdown report (default report.md)")

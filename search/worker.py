@@ -32,6 +32,7 @@ from optuna.trial import Trial, TrialState
 
 from search.campaign import CampaignConfig
 from search.objective import TrialContext, run_trial
+from search.reaper import ReaperThread
 from search.studies import load_stage_study
 from storage import artifact_store, study_lock
 from training.data import load_data
@@ -196,7 +197,9 @@ def run_worker(
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
     ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts))
-    with stop_on_signals():
+    # Reap the study on a timer too: a dead peer's trial is retried while this worker trains.
+    period = float(storage.grace_period or 120)
+    with stop_on_signals(), ReaperThread(study, period):
         while True:
             trial = None
             try:

@@ -66,7 +66,7 @@ def test_compose_file_matches_the_compose_schema(compose: dict[str, Any]) -> Non
 
 def test_compose_services_are_wired_as_documented(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "init", "dashboard", "worker", "promote"}
+    assert set(services) == {"postgres", "init", "dashboard", "worker", "reaper", "promote"}
     pg = services["postgres"]
     assert re.fullmatch(r"postgres:\d+", pg["image"])  # pinned major version
     assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
@@ -78,7 +78,7 @@ def test_compose_services_are_wired_as_documented(compose: dict[str, Any]) -> No
         text = json.dumps(service.get("command", []))
         assert "postgresql://" not in text and "PASSWORD" not in text, name  # no URL on a command line
     assert services["init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("dashboard", "worker", "promote"):
+    for name in ("dashboard", "worker", "reaper", "promote"):
         assert services[name]["depends_on"]["init"]["condition"] == "service_completed_successfully"
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert "gpu" in gpu["capabilities"] and "container_name" not in services["worker"]  # scalable

@@ -208,6 +208,42 @@ def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, writ
     assert sorted(retry.intermediate_values) == list(range(1, 26))
 
 
+def test_reaper_retries_a_dead_workers_trial_with_no_other_worker(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path = write_campaign(quick={"trials": 1, "epochs": 25})
+    init(path, pg_url, tmp_path)
+    art = tmp_path / "art"
+    beat = ("--heartbeat-interval", "1", "--grace-period", "2")
+    worker = start_cli("worker", "--campaign", str(path), "--variant", "baseline", "--stage", "quick",
+                       "--storage", pg_url, "--artifacts", str(art), *beat, cwd=tmp_path)
+    _first_checkpoint(art, worker)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.communicate(timeout=60)
+    time.sleep(3)  # past the grace period; nothing else touches the study
+    reaped = run_cli("reaper", "--campaign", str(path), "--storage", pg_url, "--once", *beat, cwd=tmp_path)
+    assert reaped.returncode == 0, reaped.stderr
+    assert "t.baseline.quick: stale trial(s) 0 failed and queued for retry" in reaped.stdout
+    t0, retry = trials_of(pg_url, "t.baseline.quick")
+    assert t0.state == TrialState.FAIL and retry.state == TrialState.WAITING
+    assert retry.system_attrs["failed_trial"] == 0 and retry.params == t0.params
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # this test asks outside a worker
+def test_reaper_thread_fails_a_trial_whose_heartbeat_stopped(pg_url: str) -> None:
+    from search.reaper import ReaperThread
+
+    storage = open_storage(pg_url, StorageSettings(heartbeat_interval=1, grace_period=2), create_schema=True)
+    study = optuna.create_study(study_name="r", storage=storage, direction="maximize")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(trial._trial_id)  # one beat, then silence: the worker "died"
+    with ReaperThread(study, period=0.5):
+        deadline = time.monotonic() + 30
+        while storage.get_trial(trial._trial_id).state == TrialState.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.2)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [TrialState.FAIL, TrialState.WAITING]
+    assert study.get_trials(deepcopy=False)[1].system_attrs["failed_trial"] == 0
+
+
 def test_failing_trials_are_recorded_and_the_worker_goes_on(pg_url: str, write_campaign, tmp_path: Path) -> None:
     path = write_campaign(quick={"trials": 2, "epochs": 3}, search={
         "lr": {"low": 1e30, "high": 1e32, "log": True}, "grad_clip": {"choices": [0.0]},
