@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import CampaignConfig
-from search.studies import StudyError, load_stage_study
+from search.studies import StudyError, best_complete, load_stage_study
 from training.config import TrainConfig, dump_yaml
+from training.files import atomic_write
 
 
 def _version(package: str) -> str:
@@ -31,7 +31,6 @@ def choose_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     """The trial to export: number N, else the best COMPLETE one (full stage first when stage is None)."""
     for s in ([stage] if stage else ["full", "quick"]):
         study = load_stage_study(storage, campaign, variant, s)
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if number is not None:
             match = [t for t in study.get_trials(deepcopy=False) if t.number == number]
             if not match:
@@ -39,8 +38,9 @@ def choose_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
             if match[0].state != TrialState.COMPLETE:
                 raise StudyError(f"trial {number} of {study.study_name} is {match[0].state.name}, not COMPLETE")
             return study, match[0]
-        if complete:
-            return study, max(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+        best = best_complete(study.get_trials(deepcopy=False))
+        if best is not None:
+            return study, best
     where = stage or "full or quick"
     raise StudyError(f"no COMPLETE trial to export in the {where} stage of {campaign.name}.{variant}")
 
@@ -64,8 +64,6 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
         f"retrain: sarsweep train --config {out.name}",
         "",
     ])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(dump_yaml(cfg.to_dict(), header=header))
-    os.replace(tmp, out)
+    text = dump_yaml(cfg.to_dict(), header=header)
+    atomic_write(out, lambda tmp: tmp.write_text(text))
     return out, study, trial

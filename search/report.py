@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import STAGES, CampaignConfig
 from search.status import STATES
-from search.studies import load_stage_study
+from search.studies import best_complete, load_stage_study
 
 MIN_PAIRS = 3
 CONFIG_KEYS = ("lr", "warmup_epochs", "grad_clip", "base_channels", "optimizer", "weight_decay")
@@ -93,11 +93,6 @@ class Report:
     studies: dict[tuple[str, str], optuna.Study]
 
 
-def _best(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
-    return max(done, key=lambda t: (float(t.value), -t.number)) if done else None  # type: ignore[arg-type]
-
-
 def trial_seconds(t: FrozenTrial) -> float:
     """Training and validation seconds of a trial, from its per-epoch user attrs."""
     return float(sum(e.get("seconds", 0.0) for e in t.user_attrs.get("epochs", [])))
@@ -140,7 +135,7 @@ def collect(storage: RDBStorage, campaign: CampaignConfig) -> Report:
             studies[variant, stage] = load_stage_study(storage, campaign, variant, stage)
             trials[stage] = studies[variant, stage].get_trials(deepcopy=False)
             costs.append(cost_of(variant, stage, trials[stage]))
-        result = VariantResult(variant, _best(trials["quick"]), _best(trials["full"]))
+        result = VariantResult(variant, best_complete(trials["quick"]), best_complete(trials["full"]))
         for t in trials["full"]:
             if "promoted_from_trial" not in t.user_attrs or "failed_trial" in t.system_attrs:
                 continue  # retries are not new configs: _promoted follows them from the original

@@ -9,7 +9,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from search.campaign import STAGES, CampaignConfig
-from search.studies import StudyError, load_stage_study
+from search.studies import StudyError, best_complete, load_stage_study
 
 STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
 
@@ -34,9 +34,8 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     trials = study.get_trials(deepcopy=False)
     counts = {s.name: sum(1 for t in trials if t.state == s) for s in STATES}
     status = StageStatus(variant, stage, True, counts, budget=study.user_attrs.get("budget"))
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if complete:
-        best = max(complete, key=lambda t: float(t.value))  # type: ignore[arg-type]
+    best = best_complete(trials)
+    if best is not None:
         status.best_value, status.best_trial, status.best_params = best.value, best.number, best.params
     return status
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import Trial
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from models.errors import SarsweepError
 from search.campaign import CampaignConfig, ParamSpec
@@ -26,6 +26,12 @@ log = logging.getLogger("sarsweep.search")
 
 class StudyError(SarsweepError):
     """A study is missing, or belongs to a different campaign config or stage."""
+
+
+def best_complete(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The COMPLETE trial with the highest value (the lowest number among equals), or None."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    return max(done, key=lambda t: (float(t.value), -t.number)) if done else None  # type: ignore[arg-type]
 
 
 def derived_seed(*parts: object) -> int:

@@ -7,9 +7,7 @@ Both kinds are plain dicts of tensors and primitives:
 
 from __future__ import annotations
 
-import os
 import pickle
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,19 +17,14 @@ from torch import nn
 
 from training.config import TrainConfig
 from training.errors import CheckpointError, ConfigError
+from training.files import atomic_write
 
 FORMAT = 1
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """Write to a temp file beside `path`, then rename: readers never see half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """torch.save through a temp file and a rename: readers never see half a checkpoint."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

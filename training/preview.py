@@ -6,11 +6,11 @@ Agg backend (no display needed).
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
+
+from training.files import atomic_write
 
 PANEL_INCHES = 1.6
 DPI = 100
@@ -40,11 +40,4 @@ def render_preview(inputs: np.ndarray, outputs: np.ndarray, path: Path, title: s
     if title:
         fig.suptitle(title, fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))

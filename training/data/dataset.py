@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from training.data.patches import extract_patches
 from training.data.readers import read_raster
 from training.data.synthetic import synthetic_dir
 from training.errors import DataError, RasterReadError
+from training.files import atomic_write
 
 log = logging.getLogger("sarsweep.data")
 CACHE_VERSION = 1
@@ -110,15 +110,6 @@ def _read_all(cfg: DataConfig, root: Path, sources: list[Path]) -> PreparedData:
     return PreparedData(patches.astype(np.float32, copy=False), owner, files, skipped)
 
 
-def _atomic_write(path: Path, write: object) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        write(tmp)  # type: ignore[operator]
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     # A handle, not a path: np.save would append ".npy" to the temp name.
     with open(path, "wb") as handle:
@@ -141,10 +132,10 @@ def prepare(cfg: DataConfig) -> PreparedData:
                             index["skipped"], array_path)
     prepared = _read_all(cfg, root, sources)
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(array_path, lambda tmp: _save_npy(tmp, prepared.patches))
+    atomic_write(array_path, lambda tmp: _save_npy(tmp, prepared.patches))
     index = {"files": prepared.files, "skipped": prepared.skipped,
              "patch_file": prepared.patch_file.tolist()}
-    _atomic_write(index_path, lambda tmp: Path(tmp).write_text(json.dumps(index)))
+    atomic_write(index_path, lambda tmp: Path(tmp).write_text(json.dumps(index)))
     prepared.cache_path = array_path
     return prepared
 
