@@ -35,10 +35,15 @@ def parse_gpus(spec: str) -> list[str]:
 def worker_commands(gpus: list[str], per_gpu: int, worker_args: list[str]) -> list[tuple[list[str], dict[str, str]]]:
     base = [sys.executable, "-m", "search.cli", "worker", *worker_args]
     slots = [(g, i) for g in gpus for i in range(per_gpu)] if gpus else [(None, i) for i in range(per_gpu)]
+    # N CPU workers each starting one intra-op thread per core would fight over the cores
+    # (oversubscription slows every step); give each an equal share unless the user chose.
+    cpu_threads = str(max(1, (os.cpu_count() or 1) // max(1, len(slots))))
     commands = []
     for index, (gpu, _) in enumerate(slots):
         env = dict(os.environ)
         env["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
+        if gpu is None:
+            env.setdefault("OMP_NUM_THREADS", cpu_threads)
         commands.append(([*base, "--worker-index", str(index)], env))
     return commands
 

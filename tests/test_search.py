@@ -338,3 +338,17 @@ def test_heartbeat_settings_must_leave_room(pg_url: str) -> None:
 
     with pytest.raises(StorageError, match="grace period"):
         StorageSettings(heartbeat_interval=10, grace_period=10)
+
+
+def test_launch_gives_cpu_workers_an_equal_share_of_the_cores(monkeypatch) -> None:
+    from search.launch import worker_commands
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    cpu = worker_commands([], 4, ["--campaign", "c.yaml"])
+    assert [env["OMP_NUM_THREADS"] for _, env in cpu] == ["4"] * 4
+    assert [cmd[-1] for cmd, _ in cpu] == ["0", "1", "2", "3"]
+    gpu = worker_commands(["0", "1"], 1, [])
+    assert all("OMP_NUM_THREADS" not in env for _, env in gpu)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's choice wins
+    assert {env["OMP_NUM_THREADS"] for _, env in worker_commands([], 2, [])} == {"1"}

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from training.config import DataConfig, config_hash
 from training.data.patches import extract_patches
@@ -57,6 +59,20 @@ class SplitData:
     val_files: list[str]
     total_train_patches: int
     """Train-split patches before the fraction was taken."""
+    _resident: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False, compare=False)
+
+    def resident(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, val) as tensors on `device`, copied there once and reused by every trial of a
+        worker (a stage's subset stays on the GPU instead of crossing PCIe per trial)."""
+        key = str(device)
+        cached = self._resident.get(key)
+        if cached is None or cached[0] is not self.train:
+            self._resident.clear()  # one device at a time: never hold two copies
+            train = torch.from_numpy(np.ascontiguousarray(self.train)).to(device)
+            val = torch.from_numpy(np.ascontiguousarray(self.val)).to(device)
+            cached = self._resident[key] = (self.train, train, val)
+        return cached[1], cached[2]
 
 
 def data_root(cfg: DataConfig) -> Path:
