@@ -54,6 +54,7 @@ def build_run(variant: str, mode: str, args: argparse.Namespace, data: SplitData
     cfg = TrainConfig.from_dict({
         "variant": variant, "base_channels": args.base, "batch_size": args.batch, "epochs": 1000,
         "device": args.device, "precision": "fp32" if mode == "fp32" else "bf16", "grad_clip": 1.0,
+        "compile": mode == "bf16c",
         "data": {"patch_size": args.patch}, "out_dir": "/tmp/sarsweep-gpu-speed",
     })
     run = Run(cfg, data)
@@ -63,7 +64,6 @@ def build_run(variant: str, mode: str, args: argparse.Namespace, data: SplitData
         run.model.to(memory_format=torch.contiguous_format)
     compile_s = 0.0
     if mode == "bf16c":
-        run.model = torch.compile(run.model)
         t0 = time.perf_counter()
         run.train_epoch(progress=False)  # compiles forward and backward
         sync()

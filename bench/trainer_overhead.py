@@ -50,7 +50,7 @@ def bare_loop(cfg: TrainConfig, x: torch.Tensor, steps: int, state: dict) -> flo
 
 def sarsweep_loop(cfg: TrainConfig, data, state: dict) -> float:  # type: ignore[no-untyped-def]
     run = Run(cfg, data)
-    run.model.load_state_dict(state)
+    run.net.load_state_dict(state)
     t0 = time.perf_counter()
     run.train_epoch(progress=False)
     return time.perf_counter() - t0

@@ -20,7 +20,7 @@ from search.worker import run_worker
 from storage import open_storage
 from training.trainer import train
 
-# 3 panels of 1.6 in at 100 dpi wide; a row of 1.6 in per patch plus the title band.
+# 3 panels of 160 px wide; a row of 160 px per patch plus the 40 px header band.
 PREVIEW_WIDTH = 480
 
 

@@ -184,3 +184,17 @@ def test_trains_on_real_sentinel1_chips(tiny_config, s1: Path, variant: str) -> 
     result = train(cfg, progress=False)
     assert len(result.history) == 2 and result.history[-1].train_loss < result.history[0].train_loss * 1.5
     assert 5.0 < result.best_psnr < 60.0 and 0.0 < result.best_ssim <= 1.0
+
+
+@pytest.mark.slow
+def test_compiled_training_saves_plain_weights_and_resumes_eagerly(tiny_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from training.checkpoint import model_from_checkpoint
+
+    compiled = train(tiny_config(epochs=1, compile=True), progress=False)
+    state = torch.load(compiled.last_path, weights_only=True)
+    assert state["config"]["compile"] is True
+    assert not [k for k in state["model"] if k.startswith("_orig_mod.")]  # torch.compile's wrapper prefix
+    model, _ = model_from_checkpoint(compiled.best_path)  # a plain module loads them
+    assert sum(p.numel() for p in model.parameters()) == compiled.params
+    resumed = train(tiny_config(epochs=2, compile=False), resume=True, progress=False)
+    assert resumed.start_epoch == 1 and len(resumed.history) == 2

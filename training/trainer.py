@@ -32,7 +32,7 @@ from training.errors import CheckpointError, NonFiniteLossError
 from training.metrics import psnr, ssim
 
 # Fields a resumed run may change: where it runs and how long it goes on.
-RESUMABLE_CHANGES = {"epochs", "out_dir", "device"}
+RESUMABLE_CHANGES = {"epochs", "out_dir", "device", "compile"}
 
 
 @dataclass
@@ -103,10 +103,15 @@ class Run:
         self.amp_dtype = torch.bfloat16 if cfg.precision == "bf16" or (cfg.precision == "auto" and on_cuda) else None
         self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
         torch.manual_seed(cfg.seed)
-        self.model = create_model(cfg.variant, **cfg.model_kwargs).to(self.device, memory_format=self.memory_format)
-        self.params = count_parameters(self.model)
+        # net: the module whose weights are saved; model: what the training steps call. With
+        # compile on they differ (torch.compile wraps net; its state_dict keys would carry an
+        # "_orig_mod." prefix). Validation and previews run net eagerly: eval mode and the
+        # validation batch shape would each cost a recompile for a forward-only minority of time.
+        self.net = create_model(cfg.variant, **cfg.model_kwargs).to(self.device, memory_format=self.memory_format)
+        self.model: nn.Module = torch.compile(self.net) if cfg.compile else self.net  # type: ignore[assignment]
+        self.params = count_parameters(self.net)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        self.optimizer = opt_cls(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                                  **({"fused": True} if on_cuda else {}))
         self.batch_rng = torch.Generator().manual_seed(cfg.seed)
         # Resident for the whole run (on the GPU when there is one), shared by a worker's trials.
@@ -150,7 +155,7 @@ class Run:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
             self.optimizer.step()
             losses[i] = loss.detach()
             self.step += 1
@@ -170,12 +175,12 @@ class Run:
 
     @torch.no_grad()
     def validate(self) -> tuple[float, float]:
-        self.model.eval()
+        self.net.eval()
         psnrs, ssims = [], []
         for batch in self.val_x.split(max(self.cfg.batch_size, 64)):
             batch = batch.contiguous(memory_format=self.memory_format)
             with self.autocast():
-                out = self.model(batch)
+                out = self.net(batch)
             out = out.float().clamp(0.0, 1.0)
             psnrs.append(psnr(out, batch))
             ssims.append(ssim(out, batch))
@@ -186,10 +191,10 @@ class Run:
         """Render the first validation patches (always the same ones) through the model."""
         from training.preview import render_preview
 
-        self.model.eval()
+        self.net.eval()
         batch = self.val_x[: self.cfg.preview_patches].contiguous(memory_format=self.memory_format)
         with self.autocast():
-            out = self.model(batch).float().clamp(0.0, 1.0)
+            out = self.net(batch).float().clamp(0.0, 1.0)
         return str(render_preview(batch.float().cpu().numpy(), out.cpu().numpy(), path, title))
 
     def state(self) -> dict[str, Any]:
@@ -198,7 +203,7 @@ class Run:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {
             "format": FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch, "step": self.step,
-            "params": self.params, "model": self.model.state_dict(),
+            "params": self.params, "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(), "rng": rng, "best": dict(self.best),
             "history": [asdict(h) for h in self.history],
             "metrics": {"val_psnr": self.best["psnr"], "val_ssim": self.best["ssim"]},
@@ -227,7 +232,7 @@ class Run:
                     f"{path} was made with {key}={saved.get(key)!r}, this run has {key}={wanted.get(key)!r}; "
                     f"only {', '.join(sorted(RESUMABLE_CHANGES))} may change on resume"
                 )
-        self.model.load_state_dict(state["model"])
+        self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"]["torch"])
         self.batch_rng.set_state(state["rng"]["batch"])
