@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 import search.objective
-import search.worker
+import training.data
 import training.trainer
 from search.campaign import CampaignConfig
 from search.worker import run_worker
@@ -148,7 +148,7 @@ def main() -> None:
         d.train = d.train[:n_train]
         return d
 
-    search.worker.load_data = stage_data
+    training.data.load_data = stage_data  # run_worker imports it at call time
     clock = Clock()
     instrument(clock, storage)
     marks: list[float] = []

@@ -1,13 +1,32 @@
-"""SAR autoencoder variants and their registry: `create_model(name, **kw)`, `list_models()`."""
+"""SAR autoencoder variants and their registry: `create_model(name, **kw)`, `list_models()`.
+
+The torch-backed names load on first use (PEP 562), so `models.errors`, the root of every
+sarsweep error, can be imported by torch-free tools (search/loadtest.py starts 64 processes)
+without paying torch's import.
+"""
 
 from __future__ import annotations
 
-from models import variants as _variants  # noqa: F401  (registers the variants)
-from models.autoencoder import ConvAutoencoder, count_parameters
+import importlib
+from typing import Any
+
 from models.errors import ModelError, SarsweepError
-from models.registry import create_model, list_models, register_model
+
+_LAZY = {
+    "ConvAutoencoder": "models.autoencoder", "count_parameters": "models.autoencoder",
+    "create_model": "models.registry", "list_models": "models.registry", "register_model": "models.registry",
+}
 
 __all__ = [
     "ConvAutoencoder", "ModelError", "SarsweepError",
     "count_parameters", "create_model", "list_models", "register_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'models' has no attribute {name!r}")
+    importlib.import_module("models.variants")  # registers the variants
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

@@ -7,33 +7,93 @@ with every worker deep in a long GPU trial, a killed worker's trial can sit RUNN
 The reaper runs `fail_stale_trials` on every study of the campaign each period; the storage's
 RetryHeartbeatStaleTrialCallback then queues the retry, which resumes from the checkpoint. A
 stale trial is failed within grace period + reaper period. Workers also run one on a timer for
-their own study (ReaperThread).
+their own study (ReaperThread), and one pass before each trial claim.
+
+Stock Optuna fails the trial and queues its retry as two separate writes: a process killed
+between them leaves a FAILed trial that is never retried. Each pass here runs under the study
+lock (so the two writes are seen together) and re-queues such lost retries (`requeue_lost`).
+A pass right after a database outage or restart is skipped (storage.reap_allowed): live
+trials' heartbeats are old then, and failing them would be wrong.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
+import warnings
+from collections import defaultdict
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import STAGES, CampaignConfig
+from storage import study_lock
+from storage.locks import rdb_of
 
 log = logging.getLogger("sarsweep.reaper")
 
 
-def reap_study(study: optuna.Study) -> list[int]:
-    """Fail the study's stale trials; returns the numbers of those it failed."""
-    from search.worker import fail_stale
+def reap_allowed(storage: RDBStorage) -> bool:
+    check = getattr(storage, "reap_allowed", None)
+    return True if check is None else bool(check())
 
-    running = {t._trial_id: t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    if not running:
+
+def reap_study(study: optuna.Study) -> list[int]:
+    """One pass under the study lock: fail stale trials (queueing their retries) and re-queue
+    retries lost earlier. Returns the numbers of the trials it failed."""
+    with study_lock(study._storage, study.study_name):
+        return reap_locked(study)
+
+
+def reap_locked(study: optuna.Study) -> list[int]:
+    """reap_study's work, for a caller that already holds the study lock."""
+    storage = rdb_of(study._storage)
+    if not reap_allowed(storage):
         return []
-    fail_stale(study)
-    storage = study._storage
-    return sorted(n for tid, n in running.items() if storage.get_trial(tid).state == TrialState.FAIL)
+    running = {t._trial_id: t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if running:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    failed = sorted(n for tid, n in running.items() if storage.get_trial(tid).state == TrialState.FAIL)
+    requeue_lost(study)
+    return failed
+
+
+def _lost_retry(last: FrozenTrial) -> bool:
+    """A FAILed trial that was meant to be retried: failed for staleness (no reason of its own)
+    or stopped by a signal. A trial that failed on its own (non-finite loss, OOM) is not."""
+    if last.state != TrialState.FAIL:
+        return False
+    reason = last.user_attrs.get("fail_reason")
+    return reason is None or str(reason).startswith("worker stopped")
+
+
+def requeue_lost(study: optuna.Study) -> list[int]:
+    """Queue the retry of every retry-worthy FAILed trial that has none (within max_retry).
+
+    Trials are grouped by the original they retry (Optuna's `failed_trial` system attr); only
+    a chain whose newest member is such a FAIL has lost its retry. Call under the study lock.
+    Returns the original numbers re-queued.
+    """
+    callback = rdb_of(study._storage).get_heartbeat_stale_trial_callback()
+    if callback is None:
+        return []
+    chains: dict[int, list[FrozenTrial]] = defaultdict(list)
+    for t in study.get_trials(deepcopy=False):
+        chains[int(t.system_attrs.get("failed_trial", t.number))].append(t)
+    queued = []
+    for original, chain in sorted(chains.items()):
+        last = max(chain, key=lambda t: t.number)
+        if _lost_retry(last):
+            before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            callback(study, copy.deepcopy(last))  # honours max_retry through retry_history
+            if len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) > before:
+                log.warning("trial %d of %s had lost its retry: re-queued", last.number, study.study_name)
+                queued.append(original)
+    return queued
 
 
 def reap_campaign(storage: RDBStorage, campaign: CampaignConfig) -> dict[str, list[int]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 import types
 import warnings
 from collections import Counter
@@ -31,14 +32,15 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import Trial, TrialState
 
 from search.campaign import CampaignConfig
-from search.objective import TrialContext, run_trial
-from search.reaper import ReaperThread
+from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
 from storage import artifact_store, study_lock
-from training.data import load_data
+from storage.rdb import is_transient
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 log = logging.getLogger("sarsweep.worker")
+
+Objective = Callable[[Trial], float]
 
 # Failures that belong to one trial's config, not to the worker: record and go on.
 TRIAL_FAILURES: tuple[type[BaseException], ...] = (NonFiniteLossError, ConfigError, CheckpointError)
@@ -126,6 +128,7 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
     trials until `budget` originals exist; a full study runs only what is waiting.
     """
     with study_lock(storage, study.study_name):
+        reap_locked(study)  # a dead peer's trial is failed and its retry queued before we count
         trials = study.get_trials(deepcopy=False)
         if not any(t.state == TrialState.WAITING for t in trials):
             originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
@@ -137,26 +140,40 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
             return study.ask()
 
 
-def fail_stale(study: optuna.Study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
 def retry_later(study: optuna.Study, trial: Trial, reason: str) -> None:
-    """FAIL the trial and queue a copy that keeps its params (and so its seed and checkpoint)."""
+    """FAIL the trial and queue a copy that keeps its params (and so its seed and checkpoint).
+
+    Under the study lock, so a reaper never sees the FAIL without its retry (and re-queues it).
+    """
     trial.set_user_attr("fail_reason", reason)
-    frozen = study.tell(trial, state=TrialState.FAIL)
-    RetryHeartbeatStaleTrialCallback()(study, frozen)
+    with study_lock(study._storage, study.study_name):
+        frozen = study.tell(trial, state=TrialState.FAIL)
+        RetryHeartbeatStaleTrialCallback()(study, frozen)
 
 
-def run_one(study: optuna.Study, storage: RDBStorage, trial: Trial, ctx: TrialContext) -> TrialState:
+def _tell(study: optuna.Study, trial: Trial, **kwargs: object) -> bool:
+    """study.tell, except when a reaper already failed the trial (its heartbeats were lost, e.g.
+    in a network partition longer than the grace period): then its retry exists or is queued by
+    the next reaper pass, and this worker goes on instead of dying as stock Optuna's does."""
+    try:
+        study.tell(trial, **kwargs)  # type: ignore[arg-type]
+        return True
+    except optuna.exceptions.UpdateFinishedTrialError:
+        log.warning("trial %d was failed by a reaper while it ran (heartbeats lost); its retry will run", trial.number)
+        return False
+    except ValueError as exc:
+        if "finished" not in str(exc).lower() and "fail" not in str(exc).lower():
+            raise
+        log.warning("trial %d was finished elsewhere while it ran (%s)", trial.number, exc)
+        return False
+
+
+def run_one(study: optuna.Study, storage: RDBStorage, trial: Trial, objective: Objective) -> TrialState:
     with Heartbeat(storage, trial._trial_id):
         try:
-            value = run_trial(trial, ctx)
+            value = objective(trial)
         except optuna.TrialPruned:
-            study.tell(trial, state=TrialState.PRUNED)
-            return TrialState.PRUNED
+            return TrialState.PRUNED if _tell(study, trial, state=TrialState.PRUNED) else TrialState.FAIL
         except TRIAL_FAILURES as exc:
             return _fail(study, trial, f"{exc.__class__.__name__}: {exc}")
         except RuntimeError as exc:
@@ -164,14 +181,13 @@ def run_one(study: optuna.Study, storage: RDBStorage, trial: Trial, ctx: TrialCo
                 raise
             _free_cuda_memory()
             return _fail(study, trial, f"CUDA out of memory: {str(exc).splitlines()[0]}")
-    study.tell(trial, value)
-    return TrialState.COMPLETE
+    return TrialState.COMPLETE if _tell(study, trial, values=value) else TrialState.FAIL
 
 
 def _fail(study: optuna.Study, trial: Trial, reason: str) -> TrialState:
     log.warning("trial %d failed: %s", trial.number, reason)
     trial.set_user_attr("fail_reason", reason)
-    study.tell(trial, state=TrialState.FAIL)
+    _tell(study, trial, state=TrialState.FAIL)
     return TrialState.FAIL
 
 
@@ -191,24 +207,55 @@ def run_worker(
     create_study: bool = False, on_trial: Callable[[Trial, TrialState], None] | None = None,
 ) -> WorkerSummary:
     """Run trials of (variant, stage) until the study is done or a signal stops the worker."""
+    # Deferred: the training stack (torch) is not needed by work() itself (search/loadtest.py).
+    from search.objective import TrialContext, run_trial
+    from training.data import load_data
+
     study = load_stage_study(storage, campaign, variant, stage, worker_index, create=create_study)
-    summary = WorkerSummary(study.study_name)
     budget = campaign.quick.trials if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
     ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts))
+    return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), on_trial)
+
+
+def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None) -> Trial | None:
+    """claim_trial that waits out a database outage (with backoff) instead of ending the worker.
+
+    The storage's own calls already wait (storage.rdb.ResilientRDBStorage); this covers the
+    study lock's connection. Gives up after the storage's outage_timeout.
+    """
+    delay, started = 0.5, time.monotonic()
+    limit = float(getattr(storage, "outage_timeout", 0.0))
+    while True:
+        try:
+            with signals_deferred():
+                return claim_trial(study, storage, stage, budget)
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() - started > limit:
+                raise
+            log.warning("database unavailable while claiming a trial (%s); pausing %.1f s",
+                        exc.__class__.__name__, delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
+def work(
+    study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None, objective: Objective,
+    on_trial: Callable[[Trial, TrialState], None] | None = None,
+) -> WorkerSummary:
+    """The worker loop over any objective: reap, claim under the lock, run with heartbeats, tell."""
+    summary = WorkerSummary(study.study_name)
     # Reap the study on a timer too: a dead peer's trial is retried while this worker trains.
     period = float(storage.grace_period or 120)
     with stop_on_signals(), ReaperThread(study, period):
         while True:
             trial = None
             try:
-                fail_stale(study)
-                with signals_deferred():
-                    trial = claim_trial(study, storage, stage, budget)
+                trial = claim_paused(study, storage, stage, budget)
                 if trial is None:
                     break
-                state = run_one(study, storage, trial, ctx)
+                state = run_one(study, storage, trial, objective)
             except WorkerStopped as stop:
                 summary.stopped = True
                 if trial is not None and storage.get_trial(trial._trial_id).state == TrialState.RUNNING:

@@ -17,6 +17,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from optuna.storages import RDBStorage
 from sqlalchemy import text
@@ -29,8 +30,14 @@ def lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"sarsweep:{name}".encode()).digest()[:8], "big", signed=True)
 
 
+def rdb_of(storage: Any) -> RDBStorage:
+    """The RDBStorage under a study's storage (optuna.Study wraps it in a _CachedStorage)."""
+    return getattr(storage, "_backend", storage)  # type: ignore[no-any-return]
+
+
 @contextlib.contextmanager
 def study_lock(storage: RDBStorage, name: str) -> Iterator[None]:
+    storage = rdb_of(storage)
     url = storage.engine.url
     if url.get_backend_name() == "postgresql":
         with storage.engine.connect() as conn, conn.begin():

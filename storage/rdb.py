@@ -8,18 +8,32 @@ by `RetryHeartbeatStaleTrialCallback`.
 
 The schema is created once, by `sarsweep init`; workers open the storage with
 `skip_table_creation=True` so N workers starting together never race on CREATE TABLE.
+
+Stock RDBStorage turns any database error into an exception in the caller: a PostgreSQL restart
+kills the trial's `report()` or `tell()` and with it hours of training. `ResilientRDBStorage`
+(a subclass: Optuna keeps doing the SQL) retries a call that failed for a *transient* reason
+(connection refused or dropped, server restarting, "too many clients", pool timeout) with
+backoff for up to `outage_timeout` seconds, so an outage pauses a worker instead of killing it.
+After an outage, stale-trial reaping waits one grace period (`reap_allowed`): every running
+trial's heartbeat is old right after the database comes back, and reaping then would fail live
+trials.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -42,9 +56,14 @@ class StorageSettings:
     """Seconds without a heartbeat after which a RUNNING trial is failed and retried."""
     max_retry: int = 3
     """Times a stale trial is retried before it stays FAILed."""
-    pool_size: int = 2
-    """Connections per process: the main thread and the heartbeat thread."""
+    pool_size: int = 1
+    """Connections a process keeps open. One, plus one overflow connection opened only while the
+    trial claim holds the study lock or a heartbeat overlaps a call: 64 workers then hold ~64
+    connections, where Optuna's default pool (5 + 10 overflow) let 52 workers exhaust 100."""
+    max_overflow: int = 1
     connect_timeout: int = 10
+    outage_timeout: float = 600.0
+    """Seconds a storage call keeps retrying through a database outage before it gives up."""
 
     def __post_init__(self) -> None:
         if self.grace_period <= self.heartbeat_interval:
@@ -61,7 +80,7 @@ def engine_kwargs(url: URL, settings: StorageSettings) -> dict[str, Any]:
     return {
         "pool_pre_ping": True,
         "pool_size": settings.pool_size,
-        "max_overflow": 1,
+        "max_overflow": settings.max_overflow,
         "pool_recycle": 1800,
         "connect_args": {
             "connect_timeout": settings.connect_timeout,
@@ -99,7 +118,7 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
             _require_schema(parsed, settings)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(
+            storage = ResilientRDBStorage(
                 parsed.render_as_string(hide_password=False),
                 engine_kwargs=engine_kwargs(parsed, settings),
                 heartbeat_interval=settings.heartbeat_interval,
@@ -108,11 +127,131 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
                 skip_table_creation=skip,
                 skip_compatibility_check=skip,
             )
+        storage.settings = settings
+        storage.outage_timeout = settings.outage_timeout
+        if not is_sqlite and settings.role in ("worker", "loadtest"):
+            check_connection_budget(storage, settings)
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise StorageError(
             f"cannot open storage {redact(parsed)} ({describe(parsed)}): {root_reason(exc, parsed)}"
         ) from None
     return storage
+
+
+def check_connection_budget(storage: RDBStorage, settings: StorageSettings) -> None:
+    """Refuse to start a process whose connections the server cannot hold.
+
+    A worker that starts anyway dies later, mid-trial, of "too many clients"; refused here, the
+    person sees at once how many connections are in use and what to change.
+    """
+    with storage.engine.connect() as conn:
+        row = conn.execute(text(
+            "SELECT current_setting('max_connections')::int, current_setting('superuser_reserved_connections')::int,"
+            " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
+            " (SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'sarsweep-%')"
+        )).one()
+    max_conn, reserved, used, ours = (int(v) for v in row)
+    need = settings.pool_size + settings.max_overflow
+    free = max_conn - reserved - used  # this check's own connection is counted in used
+    if need > free + 1:
+        raise StorageError(
+            f"{redact(storage.engine.url)}: not enough free connections for another sarsweep {settings.role} "
+            f"(it needs up to {need}; the server allows {max_conn - reserved} to non-superusers and {used} are "
+            f"open, {ours} of them sarsweep's): raise max_connections, put PgBouncer in front, or run fewer workers"
+        )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A database error that a wait can cure: the connection, not the statement, was the problem."""
+    import psycopg2
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError,
+                          psycopg2.OperationalError, psycopg2.InterfaceError)):
+            text_ = str(e).lower()
+            return not any(s in text_ for s in ("authentication failed", "does not exist", "permission denied"))
+        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _retrying(name: str, method: F) -> F:
+    @functools.wraps(method)
+    def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        delay, started, attempt = 0.25, time.monotonic(), 0
+        while True:
+            attempt += 1
+            try:
+                result = method(self, *args, **kwargs)
+            except UpdateFinishedTrialError:
+                # A retried state change whose first attempt did commit (its reply was lost).
+                if name == "set_trial_state_values" and attempt > 1 and self._state_is(args, kwargs):
+                    return True
+                raise
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() - started > self.outage_timeout:
+                    raise
+                if attempt == 1:
+                    log.warning("database unavailable during %s (%s); pausing and retrying for up to %.0f s",
+                                name, root_reason(exc, self.engine.url), self.outage_timeout)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if attempt > 1:
+                self.recovered_at = time.monotonic()
+                log.warning("database back after %.1f s; %s went through", time.monotonic() - started, name)
+            return result
+
+    return call  # type: ignore[return-value]
+
+
+class ResilientRDBStorage(RDBStorage):
+    """RDBStorage whose calls wait through transient database outages (see the module docstring).
+
+    Writes retried after a lost reply are safe here: intermediate values and attrs are upserts,
+    heartbeats are overwrites, and a state change already committed is recognised. A trial
+    created by a claim whose reply was lost would show up as a RUNNING trial without heartbeat,
+    which the reaper fails and retries: nothing is lost, one trial number is spent.
+    """
+
+    outage_timeout: float = 600.0
+    recovered_at: float | None = None
+    settings: StorageSettings | None = None
+
+    def _state_is(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+        trial_id = args[0] if args else kwargs["trial_id"]
+        state = args[1] if len(args) > 1 else kwargs.get("state")
+        return bool(self.get_trial(trial_id).state == state)
+
+    def reap_allowed(self) -> bool:
+        """False within one grace period after an outage this process saw, or a server restart."""
+        grace = float(self.grace_period or 0)
+        if self.recovered_at is not None and time.monotonic() - self.recovered_at < grace:
+            return False
+        if self.engine.url.get_backend_name() != "postgresql":
+            return True
+        with self.engine.connect() as conn:
+            uptime = conn.execute(text("SELECT extract(epoch FROM now() - pg_postmaster_start_time())")).scalar()
+        return float(uptime) >= grace
+
+
+_RETRIED = (
+    "create_new_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
+    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
+    "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+    "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
+    "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
+    "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
+)
+for _name in _RETRIED:
+    setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(RDBStorage, _name)))
 
 
 def root_reason(exc: BaseException, url: URL) -> str:

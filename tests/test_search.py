@@ -191,9 +191,9 @@ def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, writ
     first = start_cli(*args, cwd=tmp_path)
     _first_checkpoint(art, first)
     os.kill(first.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
-    first.communicate(timeout=60)
+    first_out = first.communicate(timeout=60)
     if how == "sigterm":
-        assert first.returncode == 0
+        assert first.returncode == 0, first_out
         t0 = trials_of(pg_url, "t.baseline.quick")[0]
         assert t0.state == TrialState.FAIL and t0.user_attrs["fail_reason"] == "worker stopped by SIGTERM"
     else:

@@ -1,0 +1,88 @@
+"""Trivial-objective trials against a storage: sarsweep's worker loop, or stock `study.optimize`.
+
+    python -m search.loadtest --storage URL --study NAME --create          # once: schema + study
+    python -m search.loadtest --storage URL --study NAME --trials 100 [--sleep 0] [--stock N]
+
+Measures the storage path alone, with no training and no torch import: each trial samples one
+float and returns it after --sleep seconds. The sarsweep mode runs `search.worker.work` (claim
+under the study lock, heartbeat thread, reaper thread, exact budget of --trials shared by all
+processes on the study); --stock N runs `study.optimize(n_trials=N)` on an RDBStorage made with
+Optuna's defaults (SQLAlchemy's default pool, no pool_pre_ping), the baseline a user starts
+from. Prints one JSON line: mode, trials this process ran, seconds, exit status. Used by
+bench/storage_scaling.py and tests/reliability/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+
+import optuna
+from optuna.storages import RDBStorage
+
+from models.errors import SarsweepError
+from storage import StorageSettings, open_storage
+from storage.urls import parse
+
+
+def objective(sleep: float):  # type: ignore[no-untyped-def]
+    def run(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        if sleep:
+            time.sleep(sleep)
+        return x
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--trials", type=int, default=100, help="study budget (sarsweep mode)")
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds per trial")
+    parser.add_argument("--stock", type=int, metavar="N", help="stock study.optimize(n_trials=N) instead")
+    parser.add_argument("--create", action="store_true", help="create the schema and the study, then exit")
+    parser.add_argument("--heartbeat", type=int, default=30)
+    parser.add_argument("--grace", type=int, default=120)
+    parser.add_argument("--pool-size", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="loadtest: %(levelname)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    sampler = optuna.samplers.RandomSampler()  # sampling cost out of the picture
+    try:
+        if args.stock is not None:
+            url = parse(args.storage).render_as_string(hide_password=False)
+            study = optuna.load_study(study_name=args.study, storage=RDBStorage(url), sampler=sampler)
+            study.optimize(objective(args.sleep), n_trials=args.stock)
+            ran = args.stock
+        else:
+            from search.worker import work
+
+            settings = StorageSettings(role="loadtest", heartbeat_interval=args.heartbeat,
+                                       grace_period=args.grace, pool_size=args.pool_size)
+            storage = open_storage(args.storage, settings, create_schema=args.create)
+            if args.create:
+                optuna.create_study(study_name=args.study, storage=storage, direction="maximize",
+                                    load_if_exists=True)
+                return 0
+            study = optuna.load_study(study_name=args.study, storage=storage, sampler=sampler)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                summary = work(study, storage, "quick", args.trials, objective(args.sleep))
+            ran = sum(summary.states.values())
+    except SarsweepError as exc:
+        print(f"loadtest: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"mode": "stock" if args.stock is not None else "sarsweep", "trials": ran,
+                      "seconds": round(time.perf_counter() - started, 3)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""A throwaway PostgreSQL cluster: initdb into a temp dir, a free port, password auth over TCP.
+
+    with Cluster(max_connections=100) as pg:
+        url = pg.create_database("t")        # postgresql://postgres:<pw>@127.0.0.1:<port>/t
+        pg.restart()                          # fast restart; pg.stop() / pg.start() for an outage
+
+For the fault-injection tests (tests/reliability/) and bench/storage_scaling.py, which restart,
+starve and overload a server: never the shared one. Runs the server binaries as the `postgres`
+user when started as root (initdb refuses root). TCP needs the password (scram-sha-256), so a
+wrong password is a real authentication failure; the Unix socket in the temp dir trusts.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from models.errors import SarsweepError
+
+
+class ClusterError(SarsweepError):
+    """The throwaway cluster could not be created or started."""
+
+
+def postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return found[-1]
+    on_path = shutil.which(name)
+    if on_path:
+        return on_path
+    raise ClusterError(f"PostgreSQL server binary {name!r} not found under /usr/lib/postgresql/*/bin or on PATH")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Cluster:
+    def __init__(self, max_connections: int = 100, password: str | None = None) -> None:
+        self.max_connections = max_connections
+        self.password = password or secrets.token_hex(8)
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="sarsweep-pg-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self._as_postgres = os.geteuid() == 0
+
+    # -- processes ---------------------------------------------------------------------------
+    def _run(self, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = list(cmd)
+        if self._as_postgres:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if check and done.returncode != 0:
+            raise ClusterError(f"{cmd[0]} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}")
+        return done
+
+    def init(self) -> None:
+        if self._as_postgres:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        pwfile = self.dir / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self._as_postgres:
+            os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
+        self._run(postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--pwfile", str(pwfile),
+                  "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
+        pwfile.unlink()
+        conf = (f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
+                f"max_connections = {self.max_connections}\nfsync = off\nsynchronous_commit = off\n"
+                "full_page_writes = off\nshared_buffers = 64MB\n")
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write(conf)
+
+    def start(self) -> None:
+        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+
+    def restart(self, mode: str = "fast") -> None:
+        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-l", str(self.log), "restart")
+
+    def __enter__(self) -> Cluster:
+        self.init()
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- SQL ---------------------------------------------------------------------------------
+    def url(self, database: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
+        pw = self.password if password is None else password
+        return f"postgresql://{user}:{pw}@127.0.0.1:{self.port}/{database}"
+
+    def sql(self, statement: str, database: str = "postgres") -> str:
+        """Run SQL over the trusted socket as the superuser; returns psql's unaligned output."""
+        done = self._run(postgres_bin("psql"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres",
+                         "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", statement)
+        return done.stdout.strip()
+
+    def create_database(self, name: str) -> str:
+        self.sql(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def connections(self, database: str | None = None) -> int:
+        """Client connections now open (this query's own excluded), to one database or all."""
+        where = "backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        where += f" AND datname = '{database}'" if database else ""
+        return int(self.sql(f"SELECT count(*) FROM pg_stat_activity WHERE {where}"))
+
+
+def wait_until(predicate, timeout: float, every: float = 0.1) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return bool(predicate())
