@@ -72,12 +72,13 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
 
     def _beat(self) -> None:
-        while not self.stop_event.is_set():
+        # __enter__ beat already: wait first, so the thread never needs a second connection
+        # while the main thread is still busy starting the trial (64 workers x 2 was 99 of 100).
+        while not self.stop_event.wait(self.interval):
             try:
                 self.storage.record_heartbeat(self.trial_id)
             except Exception as exc:  # noqa: BLE001 - a missed beat is retried, never fatal
                 log.warning("heartbeat for trial id %s failed (%s); retrying", self.trial_id, exc.__class__.__name__)
-            self.stop_event.wait(self.interval)
 
     def __enter__(self) -> Heartbeat:
         self.storage.record_heartbeat(self.trial_id)  # beat at once: a trial with no beat is never reaped

@@ -21,11 +21,12 @@ trials.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -116,7 +117,7 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
     try:
         if skip:
             _require_schema(parsed, settings)
-        with warnings.catch_warnings():
+        with schema_lock(parsed, settings, enabled=not skip and not is_sqlite), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = ResilientRDBStorage(
                 parsed.render_as_string(hide_password=False),
@@ -129,13 +130,35 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
             )
         storage.settings = settings
         storage.outage_timeout = settings.outage_timeout
-        if not is_sqlite and settings.role in ("worker", "loadtest"):
+        if not is_sqlite and settings.role.startswith(("worker", "loadtest")):
             check_connection_budget(storage, settings)
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise StorageError(
             f"cannot open storage {redact(parsed)} ({describe(parsed)}): {root_reason(exc, parsed)}"
         ) from None
     return storage
+
+
+@contextlib.contextmanager
+def schema_lock(url: URL, settings: StorageSettings, enabled: bool) -> Iterator[None]:
+    """Serialise schema creation across processes (N `sarsweep init`s at once race on CREATE
+    TABLE and alembic's version table: optuna#1092) with a session-level advisory lock."""
+    if not enabled:
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool, connect_args=engine_kwargs(url, settings)["connect_args"])
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEMA_LOCK_KEY})
+    finally:
+        engine.dispose()
+
+
+SCHEMA_LOCK_KEY = 0x5A45_5357_4545_50  # "ZESWEEP": any fixed key of this application
 
 
 def check_connection_budget(storage: RDBStorage, settings: StorageSettings) -> None:
@@ -231,8 +254,10 @@ class ResilientRDBStorage(RDBStorage):
         return bool(self.get_trial(trial_id).state == state)
 
     def reap_allowed(self) -> bool:
-        """False within one grace period after an outage this process saw, or a server restart."""
-        grace = float(self.grace_period or 0)
+        """False for a while after an outage this process saw, or a server restart: one grace
+        period, plus a heartbeat interval and the longest retry pause (5 s), the most a live
+        worker needs to get its first heartbeat through after the database is back."""
+        grace = float(self.grace_period or 0) + float(self.heartbeat_interval or 0) + 5.0
         if self.recovered_at is not None and time.monotonic() - self.recovered_at < grace:
             return False
         if self.engine.url.get_backend_name() != "postgresql":

@@ -1,0 +1,285 @@
+"""Fault injection on a throwaway PostgreSQL cluster (storage/cluster.py), never the shared server.
+
+Each test prints one JSON line of figures (run pytest with -s to see them; docs/reliability.md
+holds the measured table). Workers are real processes through the real worker loop: trivial
+objectives via `python -m search.loadtest`, training via `sarsweep worker`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import optuna
+import psycopg2
+import pytest
+from conftest import REPO, run_cli, start_cli
+from optuna.trial import TrialState
+
+from storage.cluster import Cluster, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pg():  # type: ignore[no-untyped-def]
+    with Cluster(max_connections=100) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def db(pg: Cluster, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    url = pg.create_database(name)
+    yield name, url
+    pg.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def init(campaign: Path, url: str, tmp_path: Path) -> None:
+    done = run_cli("init", "--campaign", str(campaign), "--storage", url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+
+
+def figures(**values: object) -> None:
+    print(json.dumps(values), flush=True)
+
+
+class PeakConnections:
+    """Samples pg_stat_activity for one database every 50 ms over the trusted socket."""
+
+    def __init__(self, pg: Cluster, database: str) -> None:
+        self.pg, self.database, self.peak = pg, database, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        conn = psycopg2.connect(host=str(self.pg.dir), port=self.pg.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not self.stop.wait(0.05):
+                try:
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,))
+                    self.peak = max(self.peak, int(cur.fetchone()[0]))
+                except psycopg2.Error:
+                    if conn.closed:
+                        return
+        conn.close()
+
+    def __enter__(self) -> PeakConnections:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
+
+
+def loadtest(url: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s", *args],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def create_study(url: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s", "--create"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+def trials(url: str, study: str = "s") -> list[optuna.trial.FrozenTrial]:
+    storage = optuna.storages.RDBStorage(url.replace("postgresql://", "postgresql+psycopg2://"))
+    try:
+        return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+    finally:
+        storage.engine.dispose()
+
+
+def finish(procs: list[subprocess.Popen[str]], timeout: float = 300) -> list[tuple[int, str, str]]:
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        out.append((p.returncode, stdout, stderr))
+    return out
+
+
+def throughput(ts: list[optuna.trial.FrozenTrial]) -> float:
+    done = [t for t in ts if t.state == TrialState.COMPLETE]
+    span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+    return len(done) / max(span, 1e-6)
+
+
+def assert_exact(ts: list[optuna.trial.FrozenTrial], budget: int) -> None:
+    assert sorted(t.number for t in ts) == list(range(budget))  # unique and dense
+    assert [t for t in ts if t.state != TrialState.COMPLETE] == []  # none RUNNING, WAITING or FAIL
+
+
+@pytest.mark.parametrize("workers", [2, 8, 16])
+def test_n_workers_spend_the_budget_exactly(pg: Cluster, db, workers: int) -> None:  # type: ignore[no-untyped-def]
+    name, url = db
+    create_study(url)
+    budget = 4 * workers
+    with PeakConnections(pg, name) as peak:
+        results = finish([loadtest(url, "--trials", str(budget)) for _ in range(workers)])
+    assert [r[0] for r in results] == [0] * workers, [r[2][-500:] for r in results if r[0]]
+    ts = trials(url)
+    assert_exact(ts, budget)
+    figures(test="n_workers", workers=workers, trials=budget, trials_per_s=round(throughput(ts), 1),
+            peak_connections=peak.peak)
+
+
+def test_64_workers_fit_in_max_connections_100(pg: Cluster, db) -> None:  # type: ignore[no-untyped-def]
+    name, url = db
+    create_study(url)
+    budget = 128
+    with PeakConnections(pg, name) as peak:
+        results = finish([loadtest(url, "--trials", str(budget)) for _ in range(64)], timeout=600)
+    errors = "".join(r[2] for r in results)
+    assert "too many clients" not in errors
+    assert [r[0] for r in results] == [0] * 64, errors[-1000:]
+    ts = trials(url)
+    assert_exact(ts, budget)
+    figures(test="64_workers", max_connections=100, trials=budget, trials_per_s=round(throughput(ts), 1),
+            peak_connections=peak.peak)
+
+
+def test_a_worker_the_server_cannot_hold_is_refused_at_start(tmp_path: Path) -> None:
+    with Cluster(max_connections=8) as small:  # 3 reserved for superusers: 5 for everyone else
+        url = small.create_database("t")
+        create_study(url)
+        holders = [psycopg2.connect(small.url("t")) for _ in range(4)]
+        try:
+            done = subprocess.run([sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s",
+                                   "--trials", "1"], cwd=REPO, capture_output=True, text=True, timeout=60)
+        finally:
+            for c in holders:
+                c.close()
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert len(line.splitlines()) == 1 and "not enough free connections" in line and "max_connections" in line
+    assert small.password not in line
+    figures(test="connection_budget_refusal", max_connections=8, open_before=4, message=line)
+
+
+def test_restart_and_outage_pause_workers_and_fail_nothing(pg: Cluster, db) -> None:  # type: ignore[no-untyped-def]
+    _, url = db
+    create_study(url)
+    budget, workers = 48, 4
+    procs = [loadtest(url, "--trials", str(budget), "--sleep", "0.5", "--heartbeat", "1", "--grace", "3")
+             for _ in range(workers)]
+    assert wait_until(lambda: len(trials(url)) >= 8, 60)
+    t0 = time.monotonic()
+    pg.restart("fast")
+    restart_s = time.monotonic() - t0
+    done_before = sum(t.state == TrialState.COMPLETE for t in trials(url))
+    assert wait_until(lambda: sum(t.state == TrialState.COMPLETE for t in trials(url)) > done_before, 60)
+    restart_recovery = time.monotonic() - t0
+    pg.stop("fast")
+    time.sleep(5)
+    t1 = time.monotonic()
+    pg.start()
+    done_before = sum(t.state == TrialState.COMPLETE for t in trials(url))
+    assert wait_until(lambda: sum(t.state == TrialState.COMPLETE for t in trials(url)) > done_before, 60)
+    outage_recovery = time.monotonic() - t1
+    results = finish(procs)
+    assert [r[0] for r in results] == [0] * workers, [r[2][-800:] for r in results]
+    ts = trials(url)
+    assert [t.number for t in ts if t.state == TrialState.FAIL] == []  # zero falsely failed
+    assert_exact(ts, budget)
+    figures(test="restart_and_outage", workers=workers, restart_s=round(restart_s, 2),
+            recovery_after_restart_s=round(restart_recovery, 2), outage_s=5,
+            recovery_after_outage_s=round(outage_recovery, 2), failed=0, trials=budget)
+
+
+def test_kill_9_with_no_other_worker_is_reaped_retried_and_resumed(pg: Cluster, db, write_campaign,  # type: ignore[no-untyped-def]
+                                                                    tmp_path: Path) -> None:
+    _, url = db
+    path = write_campaign(quick={"trials": 1, "epochs": 12})
+    init(path, url, tmp_path)
+    art = tmp_path / "art"
+    common = ("--campaign", str(path), "--storage", url, "--heartbeat-interval", "1", "--grace-period", "2")
+    worker = start_cli("worker", *common, "--variant", "baseline", "--stage", "quick", "--artifacts", str(art),
+                       cwd=tmp_path)
+    last = art / "t" / "baseline" / "quick" / "trial_0000" / "last.pt"
+    assert wait_until(last.is_file, 120)
+    killed = time.monotonic()
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.communicate(timeout=30)
+    reaper = start_cli("reaper", *common, "--period", "1", cwd=tmp_path)
+    try:
+        assert wait_until(lambda: trials(url, "t.baseline.quick")[0].state == TrialState.FAIL, 30, 0.2)
+        to_fail = time.monotonic() - killed
+        assert wait_until(lambda: len(trials(url, "t.baseline.quick")) == 2, 30, 0.2)
+        to_retry = time.monotonic() - killed
+    finally:
+        reaper.send_signal(signal.SIGTERM)
+        reaper.communicate(timeout=30)
+    retry = run_cli("worker", *common, "--variant", "baseline", "--stage", "quick", "--artifacts", str(art),
+                    cwd=tmp_path)
+    assert retry.returncode == 0, retry.stderr
+    t0, t1 = trials(url, "t.baseline.quick")
+    assert (t0.state, t1.state) == (TrialState.FAIL, TrialState.COMPLETE)
+    assert t1.params == t0.params and t1.system_attrs["failed_trial"] == 0
+    assert t1.user_attrs["start_epoch"] > 0  # resumed from last.pt
+    assert to_fail <= 2 + 1 + 2  # grace + reaper period + slack
+    figures(test="kill9_reaper", grace_s=2, reaper_period_s=1, seconds_to_fail=round(to_fail, 2),
+            seconds_to_retry_queued=round(to_retry, 2), resumed_from_epoch=t1.user_attrs["start_epoch"])
+
+
+def test_a_lost_retry_is_requeued_once(pg: Cluster, db) -> None:  # type: ignore[no-untyped-def]
+    """A process killed between Optuna's FAIL and its retry enqueue leaves a FAIL with no retry."""
+    from search.reaper import reap_study
+    from storage import StorageSettings, open_storage
+
+    _, url = db
+    create_study(url)
+    storage = open_storage(url, StorageSettings(role="test", heartbeat_interval=1, grace_period=2))
+    study = optuna.load_study(study_name="s", storage=storage)
+    with pytest.warns(UserWarning, match="Heartbeat of storage"):  # ask() outside optimize(), as workers do
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)  # stale-failed, retry never queued
+    storage.recovered_at = None
+    pg_uptime_ok = wait_until(storage.reap_allowed, 60, 0.5)  # the module's cluster may have just restarted
+    assert pg_uptime_ok
+    procs = [subprocess.Popen([sys.executable, "-c", (
+        "import optuna;from storage import StorageSettings, open_storage;from search.reaper import reap_study;"
+        f"s=open_storage({url!r}, StorageSettings(role='test', heartbeat_interval=1, grace_period=2));"
+        "reap_study(optuna.load_study(study_name='s', storage=s))")], cwd=REPO) for _ in range(4)]
+    assert [p.wait(60) for p in procs] == [0] * 4
+    reap_study(study)
+    ts = trials(url)
+    assert [(t.number, t.state) for t in ts] == [(0, TrialState.FAIL), (1, TrialState.WAITING)]
+    assert ts[1].params == ts[0].params and ts[1].system_attrs["failed_trial"] == 0
+    figures(test="lost_retry_requeued", reapers=5, retries_queued=1)
+
+
+def test_eight_promoters_enqueue_each_config_once(pg: Cluster, db, write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, url = db
+    path = write_campaign(quick={"trials": 4}, full={"top_k": 3})
+    init(path, url, tmp_path)
+    ran = run_cli("worker", "--campaign", str(path), "--storage", url, "--variant", "baseline", "--stage", "quick",
+                  "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    procs = [start_cli("promote", "--campaign", str(path), "--storage", url, cwd=tmp_path) for _ in range(8)]
+    codes = [p.wait(120) for p in procs]
+    assert codes == [0] * 8, [p.communicate()[1] for p in procs]
+    full = trials(url, "t.baseline.full")
+    sources = [t.user_attrs["promoted_from_trial"] for t in full]
+    assert len(full) == 3 and len(set(map(str, sources))) == 3
+    figures(test="eight_promoters", promoters=8, top_k=3, enqueued=len(full))
+
+
+def test_eight_inits_on_an_empty_database_race_free(pg: Cluster, db, write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, url = db
+    path = write_campaign(variants=["baseline", "resnet_lite"])
+    procs = [start_cli("init", "--campaign", str(path), "--storage", url, cwd=tmp_path) for _ in range(8)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 8, [o[1][-400:] for o in outs]
+    created = sum(o[0].count("created ") for o in outs)
+    assert created == 4  # 2 variants x 2 stages, each created by exactly one process
+    assert pg.sql("SELECT count(*) FROM studies", name) == "4"
+    figures(test="eight_inits", processes=8, schema_errors=0, studies_created=created)
