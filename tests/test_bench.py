@@ -26,3 +26,34 @@ def test_epoch_time_smoke() -> None:
     for variant in ("baseline", "resnet_lite", "residual", "attention"):
         assert re.search(rf"^{variant}\s+[\d,]+\s", out, re.M)
     assert out.strip().splitlines()[-1].startswith("ratio vs baseline (epoch s): ")
+
+
+def test_trial_overhead_smoke() -> None:
+    out = bench("bench/trial_overhead.py", "--smoke")
+    for component in ("storage", "setup", "training", "validation", "checkpoint", "preview", "glue"):
+        assert re.search(rf"^{component}\s+\d+\.\d{{3}}\s", out, re.M)
+    assert re.search(r"^ratio not-training share = \d+\.\d\d %, sarsweep overhead .* = \d+\.\d\d % \(goal < 1 %\)$",
+                     out, re.M)
+
+
+def test_gpu_speed_skips_cleanly_without_cuda() -> None:
+    import torch
+
+    out = bench("bench/gpu_speed.py", "--smoke")
+    if torch.cuda.is_available():
+        assert "ratio bf16/fp32 speed-up: " in out
+    else:
+        assert out.startswith("gpu_speed: skipped, no CUDA device")
+
+
+def test_gpu_speed_logic_runs_on_the_cpu() -> None:
+    out = bench("bench/gpu_speed.py", "--smoke", "--device", "cpu", "--variants", "baseline")
+    assert re.search(r"^baseline\s+fp32\s", out, re.M) and re.search(r"^baseline\s+bf16\s", out, re.M)
+    assert out.strip().splitlines()[-1].startswith("ratio bf16/fp32 speed-up: baseline ")
+
+
+def test_storage_scaling_smoke() -> None:
+    out = bench("bench/storage_scaling.py", "--smoke")
+    assert re.search(r"^postgresql\s+sarsweep\s+2\s+\d+\.\d\s+6\s+0\s", out, re.M)  # exact budget, no failure
+    assert re.search(r"^sqlite\s+sarsweep\s+2\s+\d+\.\d\s+6\s+0\s", out, re.M)
+    assert re.search(r"^ratio sarsweep/stock trials/s on PostgreSQL by workers: 1: \d\.\d\d, 2: \d\.\d\d", out, re.M)

@@ -1,0 +1,122 @@
+"""Trivial-objective trials/s against worker count: sarsweep's worker loop vs stock study.optimize.
+
+    python bench/storage_scaling.py [--workers 1 2 4 8 16 32 64] [--per-worker 8] [--sleep-check]
+    python bench/storage_scaling.py --smoke      # seconds; what CI runs
+
+Starts its own throwaway PostgreSQL cluster (max_connections=100; storage/cluster.py), and for
+each worker count N runs N processes of `python -m search.loadtest` on a fresh database: the
+sarsweep mode (exact shared budget, study lock, heartbeat and reaper threads, one pooled
+connection) and the stock mode (`study.optimize(n_trials=per_worker)` on `RDBStorage(url)`).
+Throughput is trials / (last completion - first start) from the database, so process start-up
+is left out; peak connections are sampled from pg_stat_activity every 50 ms. SQLite runs for
+1-4 workers. --sleep-check times 1 and 8 workers with a 1 s objective (goal: 8 workers >= 7.5x).
+Ends with the ratio line sarsweep/stock at equal worker counts (goal >= 0.9). A benchmark, not a
+test: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import optuna
+import psycopg2
+from optuna.trial import TrialState
+
+from storage.cluster import Cluster
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Peak:
+    def __init__(self, pg: Cluster, database: str) -> None:
+        self.pg, self.database, self.value = pg, database, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        conn = psycopg2.connect(host=str(self.pg.dir), port=self.pg.port, user="postgres", dbname="postgres")
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not self.stop.wait(0.05):
+                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,))
+                self.value = max(self.value, int(cur.fetchone()[0]))
+        conn.close()
+
+
+def run_mode(url: str, mode: str, workers: int, per_worker: int, sleep: float) -> tuple[float, int, int]:
+    """(trials/s, completed, processes that failed)."""
+    base = [sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s"]
+    subprocess.run([*base, "--create"], cwd=REPO, check=True, capture_output=True)
+    extra = ["--stock", str(per_worker)] if mode == "stock" else ["--trials", str(per_worker * workers)]
+    procs = [subprocess.Popen([*base, *extra, "--sleep", str(sleep)], cwd=REPO, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(workers)]
+    failed = sum(p.wait() != 0 for p in procs)
+    for p in procs:
+        p.stderr.close()  # type: ignore[union-attr]
+    storage_url = url.replace("postgresql://", "postgresql+psycopg2://")
+    trials = optuna.load_study(study_name="s", storage=storage_url).get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not done:
+        return 0.0, 0, failed
+    span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+    return len(done) / max(span, 1e-6), len(done), failed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    parser.add_argument("--per-worker", type=int, default=8, help="trials per worker")
+    parser.add_argument("--sleep-check", action="store_true", help="also 1 vs 8 workers with a 1 s objective")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; the CI check")
+    args = parser.parse_args()
+    if args.smoke:
+        args.workers, args.per_worker = [1, 2], 3
+
+    rows = []
+    with Cluster(max_connections=100) as pg:
+        for n in args.workers:
+            for mode in ("stock", "sarsweep"):
+                name = f"{mode}_{n}"
+                url = pg.create_database(name)
+                peak = Peak(pg, name)
+                peak.thread.start()
+                rate, done, failed = run_mode(url, mode, n, args.per_worker, 0.0)
+                peak.stop.set()
+                peak.thread.join()
+                rows.append(("postgresql", mode, n, rate, done, failed, peak.value))
+                print(f"  postgresql {mode} {n}: {rate:.1f} trials/s, {failed} failed processes", flush=True)
+        sleep_rows = []
+        if args.sleep_check:
+            for n in (1, 8):
+                url = pg.create_database(f"sleep_{n}")
+                sleep_rows.append((n, *run_mode(url, "sarsweep", n, 4, 1.0)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [w for w in args.workers if w <= 4]:
+            for mode in ("stock", "sarsweep"):
+                url = f"sqlite:///{tmp}/{mode}_{n}.db"
+                rate, done, failed = run_mode(url, mode, n, args.per_worker, 0.0)
+                rows.append(("sqlite", mode, n, rate, done, failed, 0))
+
+    print(f"# {platform.node()} | {len(__import__('os').sched_getaffinity(0))} cores | optuna {optuna.__version__} | "
+          f"PostgreSQL throwaway cluster, max_connections=100 | {args.per_worker} trivial trials per worker")
+    print(f"{'backend':<11} {'mode':<9} {'workers':>7} {'trials/s':>9} {'done':>5} {'failed procs':>12} "
+          f"{'peak conns':>10}")
+    for backend, mode, n, rate, done, failed, peak in rows:
+        print(f"{backend:<11} {mode:<9} {n:>7} {rate:>9.1f} {done:>5} {failed:>12} {peak:>10}")
+    if sleep_rows:
+        (n1, r1, *_), (n8, r8, *_) = sleep_rows
+        print(f"1 s objective: 1 worker {r1:.2f} trials/s, 8 workers {r8:.2f} trials/s = {r8 / r1:.2f}x (goal >= 7.5x)")
+    by = {(b, m, n): r for b, m, n, r, *_ in rows}
+    parts = [f"{n}: {by[('postgresql', 'sarsweep', n)] / by[('postgresql', 'stock', n)]:.2f}"
+             for n in args.workers if by[("postgresql", "stock", n)] > 0]
+    print("ratio sarsweep/stock trials/s on PostgreSQL by workers: " + ", ".join(parts) + " (goal >= 0.9)")
+
+
+if __name__ == "__main__":
+    main()
