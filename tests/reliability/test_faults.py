@@ -283,3 +283,39 @@ def test_eight_inits_on_an_empty_database_race_free(pg: Cluster, db, write_campa
     assert created == 4  # 2 variants x 2 stages, each created by exactly one process
     assert pg.sql("SELECT count(*) FROM studies", name) == "4"
     figures(test="eight_inits", processes=8, schema_errors=0, studies_created=created)
+
+
+def _rows(pg: Cluster, name: str) -> str:
+    return pg.sql("SELECT (SELECT count(*) FROM studies) || '/' || (SELECT count(*) FROM trials)", name)
+
+
+def test_bad_inputs_are_one_line_exit_2_and_change_no_row(pg: Cluster, db, write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, url = db
+    good = write_campaign()
+    init(good, url, tmp_path)
+    before = _rows(pg, name)
+    sentinel = tmp_path / "pwned"
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text(good.read_text() + f"\nx: !!python/object/apply:os.system ['touch {sentinel}']\n")
+    inverted = write_campaign(filename="inv.yaml", search={"lr": {"low": 0.01, "high": 0.001}})
+    wrong_pw = pg.url(name, password="not-the-password")
+    unreachable = f"postgresql://postgres:{pg.password}@127.0.0.1:1/{name}"
+    cases = {
+        "python tag": (("init", "--campaign", str(tagged), "--storage", url), str(tagged)),
+        "inverted range": (("init", "--campaign", str(inverted), "--storage", url), "search.lr"),
+        "unknown variant": (("worker", "--campaign", str(good), "--storage", url, "--variant", "vgg",
+                             "--stage", "quick"), "vgg"),
+        "wrong password": (("status", "--campaign", str(good), "--storage", wrong_pw), "password authentication failed"),
+        "unreachable": (("status", "--campaign", str(good), "--storage", unreachable), "127.0.0.1:1"),
+    }
+    seen = {}
+    for case, (args, expected) in cases.items():
+        done = run_cli(*args, cwd=tmp_path)
+        output = done.stdout + done.stderr
+        assert done.returncode == 2, (case, output)
+        assert len(done.stderr.strip().splitlines()) == 1 and expected in done.stderr, (case, done.stderr)
+        assert "Traceback" not in output and pg.password not in output and "not-the-password" not in output, case
+        seen[case] = done.stderr.strip()
+    assert not sentinel.exists()  # the tag was never constructed
+    assert _rows(pg, name) == before
+    figures(test="bad_inputs", cases=len(cases), rows_unchanged=True, messages=seen)
