@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from models.errors import SarsweepError
 
@@ -85,16 +87,41 @@ def _variants(campaign, variant: str | None) -> list[str]:  # type: ignore[no-un
 def cmd_init(args: argparse.Namespace) -> int:
     from search.campaign import STAGES
     from search.studies import ensure_study
-    from storage import redact
+    from storage import StorageError, redact
 
     campaign = _campaign(args)
+    role = args.readonly_role or os.environ.get("SARSWEEP_READONLY_ROLE") or None
+    password = _readonly_password(args) if role else None
     storage = _storage(args, "init", create_schema=True)
     for variant in campaign.variants:
         for stage in STAGES:
             _, created = ensure_study(storage, campaign, variant, stage)
             print(f"{'created' if created else 'exists '} {campaign.study_name(variant, stage)}")
+    if role:
+        import psycopg2
+
+        from storage.roles import ensure_readonly_role
+
+        try:
+            made = ensure_readonly_role(storage, role, password)
+        except psycopg2.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise StorageError(f"--readonly-role {role}: {reason}") from None
+        print(f"{'created' if made else 'updated'} read-only role {role} (SELECT only; give it to the dashboard)")
     print(f"storage ready: {redact(storage.url)}")
     return 0
+
+
+def _readonly_password(args: argparse.Namespace) -> str | None:
+    from storage import StorageError
+
+    if args.readonly_password_file:
+        try:
+            return Path(args.readonly_password_file).read_text().strip() or None
+        except OSError as exc:
+            raise StorageError(f"--readonly-password-file: cannot read {args.readonly_password_file}: "
+                               f"{exc.strerror}") from None
+    return os.environ.get("SARSWEEP_READONLY_PASSWORD") or None
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -251,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(func=cmd_train)
 
     init = _campaign_command(commands, "init", "create the schema and the campaign's studies (run once)")
+    init.add_argument("--readonly-role", help="also create this SELECT-only PostgreSQL role for the dashboard "
+                                              "(default: $SARSWEEP_READONLY_ROLE)")
+    init.add_argument("--readonly-password-file",
+                      help="file holding that role's password (default: $SARSWEEP_READONLY_PASSWORD)")
     init.set_defaults(func=cmd_init)
 
     worker = _campaign_command(commands, "worker", "run trials of one study until its budget is spent",

@@ -16,6 +16,7 @@ running trial and queues a retry of it (which resumes from its checkpoint), then
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -122,19 +123,33 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+_last_reap: dict[tuple[int, str], float] = {}
+
+
 def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None) -> Trial | None:
     """The next trial to run, or None when the study is done (exact under concurrency).
 
     Waiting trials (promoted configs, retries) come first. A quick study then creates new
-    trials until `budget` originals exist; a full study runs only what is waiting.
+    trials until `budget` originals exist; a full study runs only what is waiting. Stale trials
+    are reaped first, at most once per heartbeat interval (a pass is several queries, which
+    short trials would pay at every claim) and always before saying the study is done.
     """
+    key = (id(storage), study.study_name)
     with study_lock(storage, study.study_name):
-        reap_locked(study)  # a dead peer's trial is failed and its retry queued before we count
-        trials = study.get_trials(deepcopy=False)
-        if not any(t.state == TrialState.WAITING for t in trials):
-            originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
-            if stage == "full" or budget is None or originals >= budget:
-                return None
+        reaped = time.monotonic() - _last_reap.get(key, -math.inf) >= float(storage.heartbeat_interval or 30)
+        while True:
+            if reaped:
+                reap_locked(study)  # a dead peer's trial is failed and its retry queued before we count
+                _last_reap[key] = time.monotonic()
+            trials = study.get_trials(deepcopy=False)
+            if not any(t.state == TrialState.WAITING for t in trials):
+                originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
+                if stage == "full" or budget is None or originals >= budget:
+                    if not reaped:
+                        reaped = True
+                        continue
+                    return None
+            break
         with warnings.catch_warnings():
             # Optuna warns that heartbeats want optimize(); this module beats them itself.
             warnings.filterwarnings("ignore", message="Heartbeat of storage")

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from storage import open_storage
 
 COMPOSE = REPO / "docker-compose.yml"
 SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
-TEST_ENV = {"POSTGRES_PASSWORD": "pw-for-test", "SARSWEEP_CAMPAIGN": "campaign.yaml",
+TEST_ENV = {"POSTGRES_PASSWORD": "pw-for-test", "SARSWEEP_RO_PASSWORD": "ro-pw-for-test", "SARSWEEP_CAMPAIGN": "campaign.yaml",
             "SARSWEEP_VARIANT": "baseline", "SARSWEEP_STAGE": "quick"}
 
 
@@ -85,6 +86,10 @@ def test_compose_services_are_wired_as_documented(compose: dict[str, Any]) -> No
     assert any(v.endswith(":/artifacts") for v in services["worker"]["volumes"])
     assert any(v.endswith(":/data:ro") for v in services["worker"]["volumes"])
     assert services["promote"]["profiles"] == ["tools"]
+    # The dashboard browses as the SELECT-only role that init creates.
+    assert make_url(services["dashboard"]["environment"]["SARSWEEP_STORAGE"]).username == "sarsweep_ro"
+    assert services["init"]["environment"]["SARSWEEP_READONLY_ROLE"] == "sarsweep_ro"
+    assert services["init"]["environment"]["SARSWEEP_READONLY_PASSWORD"].startswith("${SARSWEEP_RO_PASSWORD:?")
 
 
 def test_env_example_ships_no_real_password() -> None:
@@ -104,12 +109,21 @@ def test_dockerfile_builds_on_cuda_pytorch_and_installs_the_repo() -> None:
         assert f"COPY {room} ./{room}" in text
 
 
-def _local(service: dict[str, Any], pg_url: str, tmp: Path, port: int) -> tuple[list[str], dict[str, str]]:
-    """A compose service's command and environment, pointed at this machine instead of containers."""
+def _local(service: dict[str, Any], pg_url: str, tmp: Path, port: int, ro_role: str) -> tuple[list[str], dict[str, str]]:
+    """A compose service's command and environment, pointed at this machine instead of containers.
+
+    The read-only role gets a name of this test's own (roles are server-wide on the shared server)."""
     env = dict(service.get("environment", {}))
     url = make_url(env.pop("SARSWEEP_STORAGE"))
-    assert (url.username, url.password, url.host, url.database) == ("sarsweep", "pw-for-test", "postgres", "sarsweep")
-    env["SARSWEEP_STORAGE"] = pg_url
+    assert (url.password, url.host, url.database) in (("pw-for-test", "postgres", "sarsweep"),
+                                                      ("ro-pw-for-test", "postgres", "sarsweep"))
+    assert url.username in ("sarsweep", "sarsweep_ro")
+    local = make_url(pg_url)
+    if url.username == "sarsweep_ro":
+        local = local.set(username=ro_role)
+    env["SARSWEEP_STORAGE"] = local.render_as_string(hide_password=False)
+    if "SARSWEEP_READONLY_ROLE" in env:
+        env["SARSWEEP_READONLY_ROLE"] = ro_role
     env["SARSWEEP_ARTIFACTS"] = str(tmp / "artifacts")
     env["SARSWEEP_CACHE"] = os.environ["SARSWEEP_CACHE"]
     mounts = {v.split(":")[1]: v for v in service["volumes"]}
@@ -125,14 +139,37 @@ def test_compose_smoke_runs_every_service_command_locally(pg_url: str, tmp_path:
     (tmp_path / "config").mkdir()
     campaign = tiny_campaign_dict(quick={"trials": 4}, full={"top_k": 2})
     (tmp_path / "config" / "campaign.yaml").write_text(yaml.safe_dump(campaign))
-    from test_dashboard import _free_port, _get
+    from test_dashboard import _free_port
 
     port = _free_port()
-    run = {name: _local(service, pg_url, tmp_path, port) for name, service in compose["services"].items()
+    ro_role = f"ro_{uuid.uuid4().hex[:10]}"
+    run = {name: _local(service, pg_url, tmp_path, port, ro_role) for name, service in compose["services"].items()
            if name != "postgres"}
+    try:
+        _smoke(run, port, pg_url)
+    finally:
+        _drop_role(pg_url, ro_role)
+
+
+def _drop_role(pg_url: str, role: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(make_url(pg_url).render_as_string(hide_password=False).replace("+psycopg2", ""))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+        if cur.fetchone():
+            cur.execute(f'DROP OWNED BY "{role}"')
+            cur.execute(f'DROP ROLE "{role}"')
+    conn.close()
+
+
+def _smoke(run: dict[str, tuple[list[str], dict[str, str]]], port: int, pg_url: str) -> None:
+    from test_dashboard import _get
 
     init = subprocess.run(run["init"][0], env=run["init"][1], capture_output=True, text=True, timeout=120)
     assert init.returncode == 0, init.stderr
+    assert "read-only role ro_" in init.stdout
     dashboard = subprocess.Popen(run["dashboard"][0], env=run["dashboard"][1], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE, text=True)
     try:

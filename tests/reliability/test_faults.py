@@ -319,3 +319,62 @@ def test_bad_inputs_are_one_line_exit_2_and_change_no_row(pg: Cluster, db, write
     assert not sentinel.exists()  # the tag was never constructed
     assert _rows(pg, name) == before
     figures(test="bad_inputs", cases=len(cases), rows_unchanged=True, messages=seen)
+
+
+def _http(method: str, url: str, body: dict | None = None) -> int:
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_dashboard_on_the_readonly_role_changes_nothing(pg: Cluster, db, write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from test_dashboard import _free_port, _get
+
+    name, url = db
+    path = write_campaign()
+    secret = tmp_path / "ro-password"
+    secret.write_text("ro-secret-1\n")
+    done = run_cli("init", "--campaign", str(path), "--storage", url, "--readonly-role", "dash_ro",
+                   "--readonly-password-file", str(secret), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "read-only role dash_ro" in done.stdout
+    owner = optuna.load_study(study_name="t.baseline.quick", storage=url.replace("postgresql://", "postgresql+psycopg2://"))
+    running = owner.ask()  # a RUNNING trial a browser might try to tell
+    before = _rows(pg, name) + pg.sql("SELECT string_agg(study_name, ',' ORDER BY study_id) FROM studies", name)
+    port = _free_port()
+    dash = start_cli("dashboard", "--storage", pg.url(name, user="dash_ro", password="ro-secret-1"),
+                     "--port", str(port), "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
+    try:
+        studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]
+        assert {s["study_name"] for s in studies} == {"t.baseline.quick", "t.baseline.full"}  # it can read
+        sid = next(s["study_id"] for s in studies if s["study_name"] == "t.baseline.quick")
+        base = f"http://127.0.0.1:{port}/api"
+        codes = {
+            "rename": _http("POST", f"{base}/studies/{sid}/rename", {"study_name": "renamed"}),
+            "delete": _http("DELETE", f"{base}/studies/{sid}"),
+            "tell": _http("POST", f"{base}/trials/{running._trial_id}/tell", {"state": "Fail"}),
+            "user_attrs": _http("POST", f"{base}/trials/{running._trial_id}/user-attrs", {"user_attrs": {"a": 1}}),
+        }
+    finally:
+        dash.terminate()
+        out, err = dash.communicate(timeout=30)
+    assert all(code >= 400 for code in codes.values()), codes
+    after = _rows(pg, name) + pg.sql("SELECT string_agg(study_name, ',' ORDER BY study_id) FROM studies", name)
+    assert after == before
+    assert owner.trials[0].state == TrialState.RUNNING and owner.trials[0].user_attrs == {}
+    assert "ro-secret-1" not in out + err
+    # And the role itself cannot write, whatever the client.
+    with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+        conn = psycopg2.connect(pg.url(name, user="dash_ro", password="ro-secret-1"))
+        try:
+            conn.cursor().execute("DELETE FROM trials")
+        finally:
+            conn.close()
+    figures(test="dashboard_readonly", http_status=codes, rows_unchanged=True)

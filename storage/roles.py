@@ -1,0 +1,56 @@
+"""A read-only PostgreSQL role for people who browse (optuna-dashboard), made by `sarsweep init`.
+
+    sarsweep init --campaign c.yaml --readonly-role sarsweep_ro   # password: $SARSWEEP_READONLY_PASSWORD
+    SARSWEEP_STORAGE=postgresql://sarsweep_ro:...@db/sarsweep sarsweep dashboard
+
+optuna-dashboard can rename and delete studies and tell trials; anyone who reaches it can. Given
+a role that may only SELECT, those requests fail in the database and nothing changes. The role
+gets CONNECT on the database, USAGE on the schema, SELECT on every table now and (through default
+privileges) on tables the owner creates later (an Optuna schema upgrade).
+"""
+
+from __future__ import annotations
+
+import re
+
+from optuna.storages import RDBStorage
+
+from storage.urls import StorageError
+
+ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def ensure_readonly_role(storage: RDBStorage, role: str, password: str | None) -> bool:
+    """Create (or update the password of) `role` with read-only grants. Returns True if created."""
+    from psycopg2 import sql
+
+    if storage.engine.url.get_backend_name() != "postgresql":
+        raise StorageError("--readonly-role needs PostgreSQL storage (SQLite has no roles)")
+    if not ROLE_NAME.fullmatch(role):
+        raise StorageError(f"--readonly-role: {role!r} is not a plain role name (lower-case letters, digits, _)")
+    if role == storage.engine.url.username:
+        raise StorageError(f"--readonly-role: {role!r} is the role sarsweep itself connects as")
+    ident = sql.Identifier(role)
+    raw = storage.engine.raw_connection()
+    try:
+        with raw.cursor() as cur:
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            created = cur.fetchone() is None
+            verb = sql.SQL("CREATE ROLE" if created else "ALTER ROLE")
+            if password:
+                cur.execute(sql.SQL("{} {} LOGIN PASSWORD {}").format(verb, ident, sql.Literal(password)))
+            else:
+                cur.execute(sql.SQL("{} {} LOGIN").format(verb, ident))
+            cur.execute("SELECT current_database()")
+            database = sql.Identifier(cur.fetchone()[0])
+            cur.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(database, ident))
+            cur.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
+            cur.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident))
+            cur.execute(sql.SQL("ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {}").format(ident))
+        raw.commit()
+    except Exception:
+        raw.rollback()
+        raise
+    finally:
+        raw.close()
+    return created
