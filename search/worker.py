@@ -36,7 +36,8 @@ from search.campaign import CampaignConfig
 from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
 from storage import artifact_store, study_lock
-from storage.rdb import is_transient
+from storage.locks import rdb_of
+from storage.rdb import claim_counts, is_transient
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 log = logging.getLogger("sarsweep.worker")
@@ -141,14 +142,12 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
             if reaped:
                 reap_locked(study)  # a dead peer's trial is failed and its retry queued before we count
                 _last_reap[key] = time.monotonic()
-            trials = study.get_trials(deepcopy=False)
-            if not any(t.state == TrialState.WAITING for t in trials):
-                originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
-                if stage == "full" or budget is None or originals >= budget:
-                    if not reaped:
-                        reaped = True
-                        continue
-                    return None
+            waiting, originals = claim_counts(rdb_of(storage), study._study_id)
+            if not waiting and (stage == "full" or budget is None or originals >= budget):
+                if not reaped:
+                    reaped = True
+                    continue
+                return None
             break
         with warnings.catch_warnings():
             # Optuna warns that heartbeats want optimize(); this module beats them itself.

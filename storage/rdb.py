@@ -285,3 +285,26 @@ def root_reason(exc: BaseException, url: URL) -> str:
         exc = exc.__cause__
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
     return scrub(first, url)
+
+
+def claim_counts(storage: RDBStorage, study_id: int) -> tuple[int, int]:
+    """(WAITING trials, original trials) of a study, in one COUNT query.
+
+    The claim asks this under the study lock before every trial. Loading every trial through
+    `study.get_trials()` for it cost ~3 ms a claim (a quarter of a trivial trial's time, see
+    bench/storage_scaling.py). Optuna's own ORM models keep the query in step with its schema.
+    Originals are trials that are no retry (no `failed_trial` system attr).
+    """
+    from optuna.storages._rdb.models import TrialModel, TrialSystemAttributeModel
+    from optuna.trial import TrialState
+    from sqlalchemy import case, exists, func, select
+
+    retry = exists().where(TrialSystemAttributeModel.trial_id == TrialModel.trial_id,
+                           TrialSystemAttributeModel.key == "failed_trial")
+    query = select(
+        func.coalesce(func.sum(case((TrialModel.state == TrialState.WAITING, 1), else_=0)), 0),
+        func.coalesce(func.sum(case((~retry, 1), else_=0)), 0),
+    ).where(TrialModel.study_id == study_id)
+    with storage.engine.connect() as conn:
+        waiting, originals = conn.execute(query).one()
+    return int(waiting), int(originals)
