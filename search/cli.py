@@ -349,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="sarsweep: %(levelname)s: %(message)s")
+    # tifffile logs its own warning about a corrupt TIFF before raising; our error names the file.
+    logging.getLogger("tifffile").setLevel(logging.ERROR)
     if args.command != "train":  # Optuna's per-study INFO lines drown our own; -v brings them back
         import optuna
 

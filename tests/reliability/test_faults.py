@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 import psycopg2
 import pytest
+import yaml
 from conftest import REPO, run_cli, start_cli
 from optuna.trial import TrialState
 
@@ -300,7 +301,16 @@ def test_bad_inputs_are_one_line_exit_2_and_change_no_row(pg: Cluster, db, write
     inverted = write_campaign(filename="inv.yaml", search={"lr": {"low": 0.01, "high": 0.001}})
     wrong_pw = pg.url(name, password="not-the-password")
     unreachable = f"postgresql://postgres:{pg.password}@127.0.0.1:1/{name}"
+    malformed_url = f"postgresql://postgres:{pg.password}@127.0.0.1:notaport/{name}"
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: t\nvariants: [baseline\n")
+    unknown_key = write_campaign(filename="unknown.yaml", bogus=1)
+    empty = write_campaign(filename="empty.yaml", search={"grad_clip": {"choices": []}})
     cases = {
+        "malformed yaml": (("init", "--campaign", str(broken), "--storage", url), str(broken)),
+        "unknown key": (("init", "--campaign", str(unknown_key), "--storage", url), "bogus"),
+        "empty range": (("init", "--campaign", str(empty), "--storage", url), "search.grad_clip"),
+        "malformed url": (("status", "--campaign", str(good), "--storage", malformed_url), "storage"),
         "python tag": (("init", "--campaign", str(tagged), "--storage", url), str(tagged)),
         "inverted range": (("init", "--campaign", str(inverted), "--storage", url), "search.lr"),
         "unknown variant": (("worker", "--campaign", str(good), "--storage", url, "--variant", "vgg",
@@ -378,3 +388,68 @@ def test_dashboard_on_the_readonly_role_changes_nothing(pg: Cluster, db, write_c
         finally:
             conn.close()
     figures(test="dashboard_readonly", http_status=codes, rows_unchanged=True)
+
+
+def test_bad_data_checkpoints_and_losses_are_contained(pg: Cluster, db, write_campaign, s1: Path,  # type: ignore[no-untyped-def]
+                                                       tmp_path: Path) -> None:
+    """Data and checkpoint problems: one line, exit 2, before any trial is claimed; a config whose
+    loss goes non-finite FAILs its own trial with the reason, and is not retried."""
+    name, url = db
+    good_chips = sorted(s1.glob("*/Patch/*.tif"))[:12]
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for chip in good_chips:  # links, not copies: the samples stay in ../shared
+        (mixed / f"{chip.parent.parent.name[-4:]}_{chip.name}").symlink_to(chip)
+    (mixed / "zz_corrupt.tif").write_bytes(b"II*\x00 this is not a GeoTIFF")
+    real = {"root": str(s1), "include": ["*/Patch/*.tif"], "patch_size": 16, "small_chips": "pad"}
+    campaigns = {
+        "missing": write_campaign("missing", filename="missing.yaml", train={
+            "batch_size": 8, "device": "cpu", "data": {"root": str(tmp_path / "no-such-dir")}}),
+        "corrupt": write_campaign("corrupt", filename="corrupt.yaml", train={
+            "batch_size": 8, "device": "cpu", "data": {**real, "root": str(mixed), "include": ["*.tif"]}}),
+        "zero": write_campaign("zero", filename="zero.yaml", quick={"fraction": 0.0001},
+                               train={"batch_size": 8, "device": "cpu", "data": real}),
+    }
+    for path in campaigns.values():
+        init(path, url, tmp_path)
+    before = _rows(pg, name)
+    expected = {"missing": "data.root: directory not found", "corrupt": "zz_corrupt.tif", "zero": "selects no patch"}
+    seen = {}
+    for key, path in campaigns.items():
+        done = run_cli("worker", "--campaign", str(path), "--storage", url, "--variant", "baseline", "--stage", "quick",
+                       "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
+        assert done.returncode == 2, (key, done.stdout, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and expected[key] in done.stderr, (key, done.stderr)
+        assert "Traceback" not in done.stdout + done.stderr
+        seen[key] = done.stderr.strip()
+    assert _rows(pg, name) == before  # nothing was claimed
+
+    # A truncated checkpoint: one line naming it, and the file is left as it was.
+    run_dir = tmp_path / "run"
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(yaml.safe_dump({"variant": "baseline", "base_channels": 4, "epochs": 2, "batch_size": 8,
+                                   "device": "cpu", "out_dir": str(run_dir), "preview_patches": 0,
+                                   "data": {"patch_size": 16, "synthetic": {"scenes": 6, "size": 32}}}))
+    assert run_cli("train", "--config", str(cfg), "--epochs", "1", cwd=tmp_path).returncode == 0
+    last = run_dir / "last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    truncated = last.read_bytes()
+    done = run_cli("train", "--config", str(cfg), "--resume", cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "cannot load checkpoint" in done.stderr and str(last) in done.stderr
+    assert last.read_bytes() == truncated
+    seen["truncated checkpoint"] = done.stderr.strip()
+
+    # A learning rate that blows the loss up: that trial FAILs with its reason; no retry storm.
+    hot = write_campaign("hot", filename="hot.yaml", quick={"trials": 2, "epochs": 3},
+                         search={"lr": {"choices": [1.0e12]}, "grad_clip": {"choices": [0.0]},
+                                 "warmup_epochs": {"choices": [0]}, "optimizer": {"choices": ["adam"]},
+                                 "weight_decay": {"choices": [0.0]}})
+    init(hot, url, tmp_path)
+    done = run_cli("worker", "--campaign", str(hot), "--storage", url, "--variant", "baseline", "--stage", "quick",
+                   "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ts = trials(url, "hot.baseline.quick")
+    assert [t.state for t in ts] == [TrialState.FAIL, TrialState.FAIL]  # the budget, and not one retry
+    assert all(t.user_attrs["fail_reason"].startswith("NonFiniteLossError") for t in ts)
+    figures(test="bad_data_and_checkpoints", messages=seen, non_finite_trials_failed=len(ts), retries=0)
