@@ -96,13 +96,16 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
         trial.report(objective_value(ctx, e.val_psnr, e.val_ssim), e.epoch)
         epochs.append(_epoch_attrs(e))
         trial.set_user_attr("epochs", epochs)
-        if e.preview and ctx.artifact_store is not None:
-            upload_preview(trial, ctx.artifact_store, e)
         if ctx.stage == "quick" and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {e.epoch}")
 
+    def on_written(e: EpochResult) -> None:  # on the trainer's background writer, after the PNG exists
+        if e.preview and ctx.artifact_store is not None:
+            upload_preview(trial, ctx.artifact_store, e)
+
     started = time.perf_counter()
-    result = train(cfg, on_epoch_end=on_epoch, resume=is_retry, progress=ctx.progress, data=ctx.data)
+    result = train(cfg, on_epoch_end=on_epoch, resume=is_retry, progress=ctx.progress, data=ctx.data,
+                   on_epoch_written=on_written)
     trial.set_user_attr("start_epoch", result.start_epoch)
     trial.set_user_attr("val_psnr", result.best_psnr)
     trial.set_user_attr("val_ssim", result.best_ssim)

@@ -198,3 +198,31 @@ def test_compiled_training_saves_plain_weights_and_resumes_eagerly(tiny_config, 
     assert sum(p.numel() for p in model.parameters()) == compiled.params
     resumed = train(tiny_config(epochs=2, compile=False), resume=True, progress=False)
     assert resumed.start_epoch == 1 and len(resumed.history) == 2
+
+
+def test_background_writer_keeps_order_and_hands_back_the_first_failure() -> None:
+    from training.trainer import BackgroundWriter
+
+    done: list[int] = []
+    writer = BackgroundWriter()
+    for i in range(5):
+        writer.submit(lambda i=i: done.append(i))
+    writer.wait()
+    assert done == [0, 1, 2, 3, 4]
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    writer.submit(fail)
+    writer.submit(lambda: done.append(99))  # after a failure nothing more is written
+    with pytest.raises(OSError, match="disk full"):
+        writer.close()
+    assert done == [0, 1, 2, 3, 4]
+
+
+def test_previews_and_uploads_exist_when_train_returns(tiny_config) -> None:  # type: ignore[no-untyped-def]
+    seen: list[tuple[int, bool]] = []
+    result = train(tiny_config(epochs=2, preview_patches=2), progress=False,
+                   on_epoch_written=lambda e: seen.append((e.epoch, e.preview is None or Path(e.preview).is_file())))
+    assert seen == [(1, True), (2, True)]  # called in order, each after its files were written
+    assert (result.best_path.parent / "last.pt").is_file()

@@ -3,7 +3,7 @@
 Reads top to bottom like nanoGPT's train.py: build, (resume), then per epoch: shuffle, steps
 (warmup LR, forward, loss, backward, clip, step), validate, checkpoint, callback. The callback
 gets an EpochResult after the epoch's checkpoint state is taken; an exception it raises (a pruner's, say)
-ends the run and propagates. Checkpoints are written by a background thread (CheckpointWriter)
+ends the run and propagates. Checkpoints and previews are written by a background thread (BackgroundWriter)
 while the next epoch trains; every write has finished by the time `train` returns or raises.
 Run from the shell as `sarsweep train --config run.yaml`.
 """
@@ -11,7 +11,9 @@ Run from the shell as `sarsweep train --config run.yaml`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -187,15 +189,23 @@ class Run:
         return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
 
     @torch.no_grad()
-    def preview(self, path: Path, title: str) -> str:
-        """Render the first validation patches (always the same ones) through the model."""
+    def preview(self, path: Path, title: str, writer: BackgroundWriter | None = None) -> str:
+        """Render the first validation patches (always the same ones) through the model.
+
+        The forward pass runs here (the weights of this epoch); the PNG is composed and written
+        by `writer` in the background when one is given."""
         from training.preview import render_preview
 
         self.net.eval()
         batch = self.val_x[: self.cfg.preview_patches].contiguous(memory_format=self.memory_format)
         with self.autocast():
             out = self.net(batch).float().clamp(0.0, 1.0)
-        return str(render_preview(batch.float().cpu().numpy(), out.cpu().numpy(), path, title))
+        inputs, outputs = batch.float().cpu().numpy(), out.cpu().numpy()
+        if writer is None:
+            render_preview(inputs, outputs, path, title)
+        else:
+            writer.submit(lambda: render_preview(inputs, outputs, path, title))
+        return str(path)
 
     def state(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state(), "batch": self.batch_rng.get_state()}
@@ -209,18 +219,22 @@ class Run:
             "metrics": {"val_psnr": self.best["psnr"], "val_ssim": self.best["ssim"]},
         }
 
-    def save(self, out_dir: Path, is_best: bool, writer: CheckpointWriter | None = None) -> None:
+    def save(self, out_dir: Path, is_best: bool, writer: BackgroundWriter | None = None) -> None:
         """best.pt (when is_best) and last.pt; through `writer` in the background if given."""
         state = host_copy(self.state())
         files = [(state, out_dir / "last.pt")]
         if is_best:
             keep = ("format", "config", "epoch", "params", "model", "metrics")
             files.insert(0, ({k: state[k] for k in keep}, out_dir / "best.pt"))
-        if writer is None:
+
+        def write() -> None:
             for obj, path in files:
                 save_atomic(obj, path)
+
+        if writer is None:
+            write()
         else:
-            writer.submit(files)
+            writer.submit(write)
 
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path)
@@ -255,40 +269,60 @@ def host_copy(obj: Any) -> Any:
     return obj
 
 
-class CheckpointWriter:
-    """Writes checkpoints on a background thread, one batch of files at a time.
+class BackgroundWriter:
+    """Runs file-writing jobs (checkpoints, previews, their uploads) on one background thread,
+    in the order submitted, while the training thread goes on with the next epoch.
 
     For the 23.5M-parameter attention model with Adam, last.pt is ~280 MB: written in line, every
-    epoch, it idles the GPU for the disk's time. Here the next epoch trains meanwhile. The state
-    handed in is already a host copy; each file is still written atomically, so a reader (or a
-    resume after kill -9) sees the previous whole file or the new whole file. `wait` re-raises a
-    failed write in the training thread.
+    epoch, it idles the GPU for the disk's time; a preview costs its PNG encoding and an upload.
+    Jobs get host copies of what they write, and checkpoints are still written atomically, so a
+    reader (or a resume after kill -9) sees the previous whole file or the new whole file. The
+    first failure is re-raised in the training thread by the next `submit` or by `wait`.
     """
 
     def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
+        self.jobs: queue.Queue[Callable[[], object] | None] = queue.Queue()
         self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
 
-    def submit(self, files: list[tuple[dict[str, Any], Path]]) -> None:
-        self.wait()
-
-        def write() -> None:
+    def _run(self) -> None:
+        while True:
+            job = self.jobs.get()
             try:
-                for obj, path in files:
-                    save_atomic(obj, path)
-            except BaseException as exc:  # noqa: BLE001 - handed to the training thread by wait()
+                if job is None:
+                    return
+                if self.error is None:  # after a failure the rest is skipped, and wait() raises
+                    job()
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
                 self.error = exc
+            finally:
+                self.jobs.task_done()
 
-        self.thread = threading.Thread(target=write, name="checkpoint-writer", daemon=True)
-        self.thread.start()
-
-    def wait(self) -> None:
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
+    def _raise(self) -> None:
         if self.error is not None:
             error, self.error = self.error, None
             raise error
+
+    def submit(self, job: Callable[[], object]) -> None:
+        self._raise()
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="background-writer", daemon=True)
+            self.thread.start()
+        self.jobs.put(job)
+
+    def wait(self) -> None:
+        """Block until every submitted job has run; re-raise the first failure."""
+        if self.thread is not None:
+            self.jobs.join()
+        self._raise()
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.jobs.join()
+            self.jobs.put(None)
+            self.thread.join()
+            self.thread = None
+        self._raise()
 
 
 def train(
@@ -297,11 +331,14 @@ def train(
     resume: bool | str | Path = False,
     progress: bool | None = None,
     data: SplitData | None = None,
+    on_epoch_written: EpochCallback | None = None,
 ) -> TrainResult:
     """Train `cfg` to its last epoch and return the best validation metrics.
 
     resume: True continues from `out_dir/last.pt` when it exists, a path continues from that
-    file (which must exist). progress: None shows a bar only on a terminal.
+    file (which must exist). progress: None shows a bar only on a terminal. on_epoch_written:
+    called on the background writer once that epoch's checkpoint and preview files exist
+    (uploads go there); all of them have run by the time `train` returns or raises.
     """
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
@@ -310,11 +347,11 @@ def train(
     if isinstance(resume, (str, Path)) or (resume and last.is_file()):
         run.restore(last)
     start_epoch = run.epoch
-    writer = CheckpointWriter()
+    writer = BackgroundWriter()
     try:
-        _epochs(run, cfg, out_dir, writer, on_epoch_end, progress)
+        _epochs(run, cfg, out_dir, writer, on_epoch_end, on_epoch_written, progress)
     finally:
-        writer.wait()  # also when a callback (a pruner, a signal) ends the run: last.pt is whole
+        writer.close()  # also when a callback (a pruner, a signal) ends the run: last.pt is whole
     return TrainResult(
         best_psnr=run.best["psnr"], best_ssim=run.best["ssim"], best_epoch=int(run.best["epoch"]),
         params=run.params, best_path=out_dir / "best.pt", last_path=out_dir / "last.pt",
@@ -323,8 +360,8 @@ def train(
     )
 
 
-def _epochs(run: Run, cfg: TrainConfig, out_dir: Path, writer: CheckpointWriter,
-            on_epoch_end: EpochCallback | None, progress: bool | None) -> None:
+def _epochs(run: Run, cfg: TrainConfig, out_dir: Path, writer: BackgroundWriter, on_epoch_end: EpochCallback | None,
+            on_epoch_written: EpochCallback | None, progress: bool | None) -> None:
     while run.epoch < cfg.epochs:
         t0 = time.perf_counter()
         train_loss, lr = run.train_epoch(progress)
@@ -337,10 +374,12 @@ def _epochs(run: Run, cfg: TrainConfig, out_dir: Path, writer: CheckpointWriter,
         if cfg.preview_patches and (is_best or run.epoch == cfg.epochs):
             title = f"{cfg.variant}, epoch {run.epoch}: val PSNR {val_psnr:.2f} dB, SSIM {val_ssim:.3f}"
             # preview.png always shows best.pt's epoch; a final epoch that is no best goes beside it.
-            preview = run.preview(out_dir / ("preview.png" if is_best else "preview-last.png"), title)
+            preview = run.preview(out_dir / ("preview.png" if is_best else "preview-last.png"), title, writer)
         result = EpochResult(run.epoch, train_loss, val_psnr, val_ssim, lr,
                              time.perf_counter() - t0, str(run.device), is_best, preview)
         run.history.append(result)
         run.save(out_dir, is_best, writer)
+        if on_epoch_written is not None:
+            writer.submit(functools.partial(on_epoch_written, result))
         if on_epoch_end is not None:
             on_epoch_end(result)
