@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--create", action="store_true", help="create the schema and the study, then exit")
     parser.add_argument("--heartbeat", type=int, default=30)
     parser.add_argument("--grace", type=int, default=120)
-    parser.add_argument("--pool-size", type=int, default=2)
+    parser.add_argument("--pool-size", type=int, default=StorageSettings.pool_size,
+                        help="connections kept open (default: the worker's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="loadtest: %(levelname)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -112,9 +112,18 @@ class Cluster:
                          "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", statement)
         return done.stdout.strip()
 
-    def create_database(self, name: str) -> str:
-        self.sql(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+    def create_database(self, name: str, owner: str | None = None, password: str | None = None) -> str:
+        """A new database and its URL; with `owner`, that (non-superuser) role is created if
+        needed and owns it, and the URL logs in as it (superusers may use the reserved slots)."""
+        if owner is None:
+            self.sql(f'CREATE DATABASE "{name}"')
+            return self.url(name)
+        password = password or secrets.token_hex(8)
+        self.sql(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{owner}') THEN "
+                 f"CREATE ROLE \"{owner}\" LOGIN PASSWORD '{password}'; ELSE "
+                 f"ALTER ROLE \"{owner}\" PASSWORD '{password}'; END IF; END $$")
+        self.sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
+        return self.url(name, user=owner, password=password)
 
     def connections(self, database: str | None = None) -> int:
         """Client connections now open (this query's own excluded), to one database or all."""
