@@ -37,7 +37,7 @@ from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
 from storage import artifact_store, study_lock
 from storage.locks import rdb_of
-from storage.rdb import claim_counts, is_transient
+from storage.rdb import claim_counts, in_transaction, is_transient
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 log = logging.getLogger("sarsweep.worker")
@@ -136,13 +136,13 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
     short trials would pay at every claim) and always before saying the study is done.
     """
     key = (id(storage), study.study_name)
-    with study_lock(storage, study.study_name):
+    with study_lock(storage, study.study_name) as conn, in_transaction(rdb_of(storage), conn):
         reaped = time.monotonic() - _last_reap.get(key, -math.inf) >= float(storage.heartbeat_interval or 30)
         while True:
             if reaped:
                 reap_locked(study)  # a dead peer's trial is failed and its retry queued before we count
                 _last_reap[key] = time.monotonic()
-            waiting, originals = claim_counts(rdb_of(storage), study._study_id)
+            waiting, originals = claim_counts(rdb_of(storage), study._study_id, conn)
             if not waiting and (stage == "full" or budget is None or originals >= budget):
                 if not reaped:
                     reaped = True
@@ -166,12 +166,18 @@ def retry_later(study: optuna.Study, trial: Trial, reason: str) -> None:
         RetryHeartbeatStaleTrialCallback()(study, frozen)
 
 
-def _tell(study: optuna.Study, trial: Trial, **kwargs: object) -> bool:
+def _tell(study: optuna.Study, trial: Trial, values: float | None = None, state: TrialState | None = None) -> bool:
     """study.tell, except when a reaper already failed the trial (its heartbeats were lost, e.g.
     in a network partition longer than the grace period): then its retry exists or is queued by
-    the next reaper pass, and this worker goes on instead of dying as stock Optuna's does."""
+    the next reaper pass, and this worker goes on instead of dying as stock Optuna's does.
+
+    Calls the function behind `study.tell` (the one `optimize` uses): `study.tell` also reloads
+    the finished trial to return a copy of it, six queries per trial that nobody here reads.
+    """
+    from optuna.study._tell import _tell_with_warning
+
     try:
-        study.tell(trial, **kwargs)  # type: ignore[arg-type]
+        _tell_with_warning(study, trial, value_or_values=values, state=state)
         return True
     except optuna.exceptions.UpdateFinishedTrialError:
         log.warning("trial %d was failed by a reaper while it ran (heartbeats lost); its retry will run", trial.number)

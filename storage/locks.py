@@ -21,6 +21,7 @@ from typing import Any
 
 from optuna.storages import RDBStorage
 from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 _memory_lock = threading.Lock()
 
@@ -36,22 +37,24 @@ def rdb_of(storage: Any) -> RDBStorage:
 
 
 @contextlib.contextmanager
-def study_lock(storage: RDBStorage, name: str) -> Iterator[None]:
+def study_lock(storage: RDBStorage, name: str) -> Iterator[Connection | None]:
+    """Hold the study's lock; yields the PostgreSQL connection whose transaction holds it (None
+    elsewhere), so a caller may do its work in that same transaction (storage.rdb.in_transaction)."""
     storage = rdb_of(storage)
     url = storage.engine.url
     if url.get_backend_name() == "postgresql":
         with storage.engine.connect() as conn, conn.begin():
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
-            yield
+            yield conn
         return
     if url.database in (None, "", ":memory:"):
         with _memory_lock:
-            yield
+            yield None
         return
     lock_path = Path(f"{url.database}.sarsweep.lock")
     with open(lock_path, "a+") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield None
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)

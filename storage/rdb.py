@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -36,7 +37,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy import create_engine, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -205,9 +206,42 @@ def is_transient(exc: BaseException) -> bool:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+_in_transaction = threading.local()
+
+
+@contextlib.contextmanager
+def in_transaction(storage: RDBStorage, conn: Connection | None) -> Iterator[None]:
+    """Run this thread's Optuna storage calls inside `conn`'s open transaction.
+
+    The trial claim holds the study lock in a transaction on one connection; Optuna's `ask()`
+    would take a second one (with a pool of one, a new connection for every claim, which cost
+    more than the claim itself on short trials). Here Optuna's thread-local session is bound to
+    the lock's connection and joins its transaction ("rollback_only": Optuna's per-call commit
+    does not end it), so the trial is created in the same transaction that holds the lock and
+    both commit together. Calls are not retried in here: a dropped connection fails the claim,
+    and the claim as a whole is retried (search.worker.claim_paused).
+    """
+    if conn is None:
+        yield
+        return
+    from sqlalchemy.orm import Session
+
+    registry = storage.scoped_session
+    registry.remove()
+    registry.registry.set(Session(bind=conn, join_transaction_mode="rollback_only"))
+    _in_transaction.active = True
+    try:
+        yield
+    finally:
+        _in_transaction.active = False
+        registry.remove()
+
+
 def _retrying(name: str, method: F) -> F:
     @functools.wraps(method)
     def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        if getattr(_in_transaction, "active", False):
+            return method(self, *args, **kwargs)
         delay, started, attempt = 0.25, time.monotonic(), 0
         while True:
             attempt += 1
@@ -287,7 +321,7 @@ def root_reason(exc: BaseException, url: URL) -> str:
     return scrub(first, url)
 
 
-def claim_counts(storage: RDBStorage, study_id: int) -> tuple[int, int]:
+def claim_counts(storage: RDBStorage, study_id: int, conn: Connection | None = None) -> tuple[int, int]:
     """(WAITING trials, original trials) of a study, in one COUNT query.
 
     The claim asks this under the study lock before every trial. Loading every trial through
@@ -305,6 +339,9 @@ def claim_counts(storage: RDBStorage, study_id: int) -> tuple[int, int]:
         func.coalesce(func.sum(case((TrialModel.state == TrialState.WAITING, 1), else_=0)), 0),
         func.coalesce(func.sum(case((~retry, 1), else_=0)), 0),
     ).where(TrialModel.study_id == study_id)
-    with storage.engine.connect() as conn:
+    if conn is not None:  # the study lock's own transaction
         waiting, originals = conn.execute(query).one()
+    else:
+        with storage.engine.connect() as own:
+            waiting, originals = own.execute(query).one()
     return int(waiting), int(originals)
