@@ -6,10 +6,13 @@
 Starts its own throwaway PostgreSQL cluster (max_connections=100; storage/cluster.py), and for
 each worker count N runs N processes of `python -m search.loadtest` on a fresh database: the
 sarsweep mode (exact shared budget, study lock, heartbeat and reaper threads, one pooled
-connection) and the stock mode (`study.optimize(n_trials=per_worker)` on `RDBStorage(url)`).
+connection) and the stock mode (`study.optimize(n_trials=per_worker)` on `RDBStorage(url)`), and
+stock+hb: the same with Optuna's own heartbeat on (interval 30 s, grace 120 s), the liveness
+feature sarsweep always has.
 Throughput is trials / (last completion - first start) from the database, so process start-up
 is left out; peak connections are sampled from pg_stat_activity every 50 ms. SQLite runs for
-1-4 workers. --sleep-check times 1 and 8 workers with a 1 s objective (goal: 8 workers >= 7.5x).
+1-4 workers. --sleep-check times 1 and 8 workers with a 1 s objective, 8 trials per worker
+(goal: 8 workers >= 7.5x).
 Ends with the ratio line sarsweep/stock at equal worker counts (goal >= 0.9). A benchmark, not a
 test: nothing is asserted.
 """
@@ -53,7 +56,11 @@ def run_mode(url: str, mode: str, workers: int, per_worker: int, sleep: float) -
     """(trials/s, completed, processes that failed)."""
     base = [sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s"]
     subprocess.run([*base, "--create"], cwd=REPO, check=True, capture_output=True)
-    extra = ["--stock", str(per_worker)] if mode == "stock" else ["--trials", str(per_worker * workers)]
+    extra = {"stock": ["--stock", str(per_worker)],
+             "stock+hb": ["--stock", str(per_worker), "--stock-heartbeat"],
+             "sarsweep": ["--trials", str(per_worker * workers)]}[mode]
+    # The span is first start to last completion: a few trials per worker would mostly measure
+    # the staggered process start-up, so small worker counts get more trials each (see main).
     procs = [subprocess.Popen([*base, *extra, "--sleep", str(sleep)], cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for _ in range(workers)]
     failed = sum(p.wait() != 0 for p in procs)
@@ -71,22 +78,23 @@ def run_mode(url: str, mode: str, workers: int, per_worker: int, sleep: float) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
-    parser.add_argument("--per-worker", type=int, default=8, help="trials per worker")
+    parser.add_argument("--per-worker", type=int, default=8, help="trials per worker (at least)")
+    parser.add_argument("--min-trials", type=int, default=96, help="trials per run (at least)")
     parser.add_argument("--sleep-check", action="store_true", help="also 1 vs 8 workers with a 1 s objective")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; the CI check")
     args = parser.parse_args()
     if args.smoke:
-        args.workers, args.per_worker = [1, 2], 3
+        args.workers, args.per_worker, args.min_trials = [1, 2], 3, 0
 
     rows = []
     with Cluster(max_connections=100) as pg:
         for n in args.workers:
-            for mode in ("stock", "sarsweep"):
-                name = f"{mode}_{n}"
+            for mode in ("stock", "stock+hb", "sarsweep"):
+                name = f"{mode.replace('+', '_')}_{n}"
                 url = pg.create_database(name)
                 peak = Peak(pg, name)
                 peak.thread.start()
-                rate, done, failed = run_mode(url, mode, n, args.per_worker, 0.0)
+                rate, done, failed = run_mode(url, mode, n, max(args.per_worker, -(-args.min_trials // n)), 0.0)
                 peak.stop.set()
                 peak.thread.join()
                 rows.append(("postgresql", mode, n, rate, done, failed, peak.value))
@@ -95,16 +103,17 @@ def main() -> None:
         if args.sleep_check:
             for n in (1, 8):
                 url = pg.create_database(f"sleep_{n}")
-                sleep_rows.append((n, *run_mode(url, "sarsweep", n, 4, 1.0)))
+                sleep_rows.append((n, *run_mode(url, "sarsweep", n, 8, 1.0)))
     with tempfile.TemporaryDirectory() as tmp:
         for n in [w for w in args.workers if w <= 4]:
             for mode in ("stock", "sarsweep"):
                 url = f"sqlite:///{tmp}/{mode}_{n}.db"
-                rate, done, failed = run_mode(url, mode, n, args.per_worker, 0.0)
+                rate, done, failed = run_mode(url, mode, n, max(args.per_worker, -(-args.min_trials // n)), 0.0)
                 rows.append(("sqlite", mode, n, rate, done, failed, 0))
 
     print(f"# {platform.node()} | {len(__import__('os').sched_getaffinity(0))} cores | optuna {optuna.__version__} | "
-          f"PostgreSQL throwaway cluster, max_connections=100 | {args.per_worker} trivial trials per worker")
+          f"PostgreSQL throwaway cluster, max_connections=100 | trivial trials: {args.per_worker} per worker, "
+          f"at least {args.min_trials} per run")
     print(f"{'backend':<11} {'mode':<9} {'workers':>7} {'trials/s':>9} {'done':>5} {'failed procs':>12} "
           f"{'peak conns':>10}")
     for backend, mode, n, rate, done, failed, peak in rows:
@@ -113,6 +122,9 @@ def main() -> None:
         (n1, r1, *_), (n8, r8, *_) = sleep_rows
         print(f"1 s objective: 1 worker {r1:.2f} trials/s, 8 workers {r8:.2f} trials/s = {r8 / r1:.2f}x (goal >= 7.5x)")
     by = {(b, m, n): r for b, m, n, r, *_ in rows}
+    parts = [f"{n}: {by[('postgresql', 'sarsweep', n)] / by[('postgresql', 'stock+hb', n)]:.2f}"
+             for n in args.workers if by[("postgresql", "stock+hb", n)] > 0]
+    print("sarsweep / stock with Optuna's heartbeat on (the same liveness feature): " + ", ".join(parts))
     parts = [f"{n}: {by[('postgresql', 'sarsweep', n)] / by[('postgresql', 'stock', n)]:.2f}"
              for n in args.workers if by[("postgresql", "stock", n)] > 0]
     print("ratio sarsweep/stock trials/s on PostgreSQL by workers: " + ", ".join(parts) + " (goal >= 0.9)")

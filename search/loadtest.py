@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=100, help="study budget (sarsweep mode)")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds per trial")
     parser.add_argument("--stock", type=int, metavar="N", help="stock study.optimize(n_trials=N) instead")
+    parser.add_argument("--stock-heartbeat", action="store_true",
+                        help="with --stock: turn Optuna's own heartbeat on (--heartbeat, --grace)")
     parser.add_argument("--create", action="store_true", help="create the schema and the study, then exit")
     parser.add_argument("--heartbeat", type=int, default=30)
     parser.add_argument("--grace", type=int, default=120)
@@ -59,7 +61,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.stock is not None:
             url = parse(args.storage).render_as_string(hide_password=False)
-            study = optuna.load_study(study_name=args.study, storage=RDBStorage(url), sampler=sampler)
+            heartbeat = {"heartbeat_interval": args.heartbeat, "grace_period": args.grace}
+            if not args.stock_heartbeat:
+                heartbeat = {}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                stock = RDBStorage(url, **heartbeat)  # type: ignore[arg-type]
+            study = optuna.load_study(study_name=args.study, storage=stock, sampler=sampler)
             study.optimize(objective(args.sleep), n_trials=args.stock)
             ran = args.stock
         else:
@@ -80,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except SarsweepError as exc:
         print(f"loadtest: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps({"mode": "stock" if args.stock is not None else "sarsweep", "trials": ran,
+    mode = "sarsweep" if args.stock is None else "stock+heartbeat" if args.stock_heartbeat else "stock"
+    print(json.dumps({"mode": mode, "trials": ran,
                       "seconds": round(time.perf_counter() - started, 3)}), flush=True)
     return 0
 
