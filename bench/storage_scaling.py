@@ -24,32 +24,14 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import optuna
-import psycopg2
 from optuna.trial import TrialState
 
-from storage.cluster import Cluster
+from storage.cluster import Cluster, PeakConnections
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class Peak:
-    def __init__(self, pg: Cluster, database: str) -> None:
-        self.pg, self.database, self.value = pg, database, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        conn = psycopg2.connect(host=str(self.pg.dir), port=self.pg.port, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            while not self.stop.wait(0.05):
-                cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,))
-                self.value = max(self.value, int(cur.fetchone()[0]))
-        conn.close()
 
 
 def run_mode(url: str, mode: str, workers: int, per_worker: int, sleep: float) -> tuple[float, int, int]:
@@ -92,12 +74,9 @@ def main() -> None:
             for mode in ("stock", "stock+hb", "sarsweep"):
                 name = f"{mode.replace('+', '_')}_{n}"
                 url = pg.create_database(name)
-                peak = Peak(pg, name)
-                peak.thread.start()
-                rate, done, failed = run_mode(url, mode, n, max(args.per_worker, -(-args.min_trials // n)), 0.0)
-                peak.stop.set()
-                peak.thread.join()
-                rows.append(("postgresql", mode, n, rate, done, failed, peak.value))
+                with PeakConnections(pg, name) as peak:
+                    rate, done, failed = run_mode(url, mode, n, max(args.per_worker, -(-args.min_trials // n)), 0.0)
+                rows.append(("postgresql", mode, n, rate, done, failed, peak.peak))
                 print(f"  postgresql {mode} {n}: {rate:.1f} trials/s, {failed} failed processes", flush=True)
         sleep_rows = []
         if args.sleep_check:

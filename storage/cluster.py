@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -130,6 +131,40 @@ class Cluster:
         where = "backend_type = 'client backend' AND pid <> pg_backend_pid()"
         where += f" AND datname = '{database}'" if database else ""
         return int(self.sql(f"SELECT count(*) FROM pg_stat_activity WHERE {where}"))
+
+
+class PeakConnections:
+    """Samples a database's connections in pg_stat_activity every 50 ms, over the cluster's
+    trusted socket, while in its `with` block; `.peak` is the most seen at once."""
+
+    def __init__(self, cluster: Cluster, database: str) -> None:
+        self.cluster, self.database, self.peak = cluster, database, 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="peak-connections", daemon=True)
+
+    def _run(self) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(host=str(self.cluster.dir), port=self.cluster.port, user="postgres",
+                                dbname="postgres")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                while not self.stop.wait(0.05):
+                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,))
+                    self.peak = max(self.peak, int(cur.fetchone()[0]))
+        except psycopg2.Error:
+            pass  # the server went away (a restart test): the peak so far stands
+        finally:
+            conn.close()
+
+    def __enter__(self) -> PeakConnections:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(5)
 
 
 def wait_until(predicate, timeout: float, every: float = 0.1) -> bool:  # type: ignore[no-untyped-def]

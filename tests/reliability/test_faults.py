@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import yaml
 from conftest import REPO, run_cli, start_cli
 from optuna.trial import TrialState
 
-from storage.cluster import Cluster, wait_until
+from storage.cluster import Cluster, PeakConnections, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -49,36 +48,6 @@ def init(campaign: Path, url: str, tmp_path: Path) -> None:
 
 def figures(**values: object) -> None:
     print(json.dumps(values), flush=True)
-
-
-class PeakConnections:
-    """Samples pg_stat_activity for one database every 50 ms over the trusted socket."""
-
-    def __init__(self, pg: Cluster, database: str) -> None:
-        self.pg, self.database, self.peak = pg, database, 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        conn = psycopg2.connect(host=str(self.pg.dir), port=self.pg.port, user="postgres", dbname="postgres")
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            while not self.stop.wait(0.05):
-                try:
-                    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (self.database,))
-                    self.peak = max(self.peak, int(cur.fetchone()[0]))
-                except psycopg2.Error:
-                    if conn.closed:
-                        return
-        conn.close()
-
-    def __enter__(self) -> PeakConnections:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(5)
 
 
 def loadtest(url: str, *args: str) -> subprocess.Popen[str]:
