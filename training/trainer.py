@@ -189,11 +189,11 @@ class Run:
         return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
 
     @torch.no_grad()
-    def preview(self, path: Path, title: str, writer: BackgroundWriter | None = None) -> str:
+    def preview(self, path: Path, title: str, writer: BackgroundWriter) -> str:
         """Render the first validation patches (always the same ones) through the model.
 
         The forward pass runs here (the weights of this epoch); the PNG is composed and written
-        by `writer` in the background when one is given."""
+        by `writer` in the background."""
         from training.preview import render_preview
 
         self.net.eval()
@@ -201,10 +201,7 @@ class Run:
         with self.autocast():
             out = self.net(batch).float().clamp(0.0, 1.0)
         inputs, outputs = batch.float().cpu().numpy(), out.cpu().numpy()
-        if writer is None:
-            render_preview(inputs, outputs, path, title)
-        else:
-            writer.submit(lambda: render_preview(inputs, outputs, path, title))
+        writer.submit(lambda: render_preview(inputs, outputs, path, title))
         return str(path)
 
     def state(self) -> dict[str, Any]:
@@ -219,8 +216,8 @@ class Run:
             "metrics": {"val_psnr": self.best["psnr"], "val_ssim": self.best["ssim"]},
         }
 
-    def save(self, out_dir: Path, is_best: bool, writer: BackgroundWriter | None = None) -> None:
-        """best.pt (when is_best) and last.pt; through `writer` in the background if given."""
+    def save(self, out_dir: Path, is_best: bool, writer: BackgroundWriter) -> None:
+        """best.pt (when is_best) and last.pt, written by `writer` in the background."""
         state = host_copy(self.state())
         files = [(state, out_dir / "last.pt")]
         if is_best:
@@ -231,10 +228,7 @@ class Run:
             for obj, path in files:
                 save_atomic(obj, path)
 
-        if writer is None:
-            write()
-        else:
-            writer.submit(write)
+        writer.submit(write)
 
     def restore(self, path: Path) -> None:
         state = load_checkpoint(path)
