@@ -126,12 +126,6 @@ class Cluster:
         self.sql(f'CREATE DATABASE "{name}" OWNER "{owner}"')
         return self.url(name, user=owner, password=password)
 
-    def connections(self, database: str | None = None) -> int:
-        """Client connections now open (this query's own excluded), to one database or all."""
-        where = "backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        where += f" AND datname = '{database}'" if database else ""
-        return int(self.sql(f"SELECT count(*) FROM pg_stat_activity WHERE {where}"))
-
 
 class PeakConnections:
     """Samples a database's connections in pg_stat_activity every 50 ms, over the cluster's

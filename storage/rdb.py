@@ -59,9 +59,10 @@ class StorageSettings:
     max_retry: int = 3
     """Times a stale trial is retried before it stays FAILed."""
     pool_size: int = 1
-    """Connections a process keeps open. One, plus one overflow connection opened only while the
-    trial claim holds the study lock or a heartbeat overlaps a call: 64 workers then hold ~64
-    connections, where Optuna's default pool (5 + 10 overflow) let 52 workers exhaust 100."""
+    """Connections a process keeps open. One, plus one overflow connection opened only for
+    moments (a heartbeat overlapping a call; the reap check inside a claim, which itself runs on
+    the lock's connection): 64 workers peaked at 65 connections, where Optuna's default pool
+    (5 + 10 overflow) let 52 workers exhaust 100."""
     max_overflow: int = 1
     connect_timeout: int = 10
     outage_timeout: float = 600.0
@@ -129,7 +130,6 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
                 skip_table_creation=skip,
                 skip_compatibility_check=skip,
             )
-        storage.settings = settings
         storage.outage_timeout = settings.outage_timeout
         if not is_sqlite and settings.role.startswith(("worker", "loadtest")):
             check_connection_budget(storage, settings)
@@ -280,7 +280,6 @@ class ResilientRDBStorage(RDBStorage):
 
     outage_timeout: float = 600.0
     recovered_at: float | None = None
-    settings: StorageSettings | None = None
 
     def _state_is(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         trial_id = args[0] if args else kwargs["trial_id"]

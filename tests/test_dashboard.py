@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -18,6 +17,7 @@ from PIL import Image
 from search.campaign import load_campaign
 from search.worker import run_worker
 from storage import open_storage
+from storage.cluster import free_port
 from training.trainer import train
 
 # 3 panels of 160 px wide; a row of 160 px per patch plus the 40 px header band.
@@ -46,12 +46,6 @@ def test_previews_can_be_turned_off(tiny_config) -> None:  # type: ignore[no-unt
     assert not (result.best_path.parent / "preview.png").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, timeout: float = 60) -> bytes:
     deadline = time.monotonic() + timeout
     while True:
@@ -74,7 +68,7 @@ def test_dashboard_serves_our_studies_and_trial_previews(pg_url: str, write_camp
     trial = optuna.load_study(study_name="t.baseline.quick", storage=open_storage(pg_url)).trials[0]
     assert trial.user_attrs["preview_artifact"] and trial.user_attrs["preview_epoch"] >= 1
 
-    port = _free_port()
+    port = free_port()
     server = start_cli("dashboard", "--storage", pg_url, "--artifacts", str(art), "--port", str(port), cwd=tmp_path)
     try:
         studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
 from storage import open_storage
+from storage.cluster import free_port
 
 COMPOSE = REPO / "docker-compose.yml"
 SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
@@ -139,9 +140,7 @@ def test_compose_smoke_runs_every_service_command_locally(pg_url: str, tmp_path:
     (tmp_path / "config").mkdir()
     campaign = tiny_campaign_dict(quick={"trials": 4}, full={"top_k": 2})
     (tmp_path / "config" / "campaign.yaml").write_text(yaml.safe_dump(campaign))
-    from test_dashboard import _free_port
-
-    port = _free_port()
+    port = free_port()
     ro_role = f"ro_{uuid.uuid4().hex[:10]}"
     run = {name: _local(service, pg_url, tmp_path, port, ro_role) for name, service in compose["services"].items()
            if name != "postgres"}

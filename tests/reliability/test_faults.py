@@ -22,7 +22,7 @@ import yaml
 from conftest import REPO, run_cli, start_cli
 from optuna.trial import TrialState
 
-from storage.cluster import Cluster, PeakConnections, wait_until
+from storage.cluster import Cluster, PeakConnections, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -318,7 +318,7 @@ def _http(method: str, url: str, body: dict | None = None) -> int:
 
 
 def test_dashboard_on_the_readonly_role_changes_nothing(pg: Cluster, db, write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from test_dashboard import _free_port, _get
+    from test_dashboard import _get
 
     name, url = db
     path = write_campaign()
@@ -331,7 +331,7 @@ def test_dashboard_on_the_readonly_role_changes_nothing(pg: Cluster, db, write_c
     owner = optuna.load_study(study_name="t.baseline.quick", storage=url.replace("postgresql://", "postgresql+psycopg2://"))
     running = owner.ask()  # a RUNNING trial a browser might try to tell
     before = _rows(pg, name) + pg.sql("SELECT string_agg(study_name, ',' ORDER BY study_id) FROM studies", name)
-    port = _free_port()
+    port = free_port()
     dash = start_cli("dashboard", "--storage", pg.url(name, user="dash_ro", password="ro-secret-1"),
                      "--port", str(port), "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
     try:
