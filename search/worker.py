@@ -37,7 +37,7 @@ from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
 from storage import artifact_store, study_lock
 from storage.locks import rdb_of
-from storage.rdb import claim_counts, in_transaction, is_transient
+from storage.rdb import claim_counts, in_transaction
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 log = logging.getLogger("sarsweep.worker")
@@ -241,24 +241,18 @@ def run_worker(
 
 
 def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None) -> Trial | None:
-    """claim_trial that waits out a database outage (with backoff) instead of ending the worker.
+    """claim_trial that waits out a database outage instead of ending the worker.
 
-    The storage's own calls already wait (storage.rdb.ResilientRDBStorage); this covers the
-    study lock's connection. Gives up after the storage's outage_timeout.
+    The storage's own calls already wait (storage.rdb.ResilientRDBStorage); a claim runs them in
+    the study lock's transaction, without their retries, so the whole claim is retried the same
+    way (and, like them, marks the recovery that holds back reaping). A plain RDBStorage is not.
     """
-    delay, started = 0.5, time.monotonic()
-    limit = float(getattr(storage, "outage_timeout", 0.0))
-    while True:
-        try:
-            with signals_deferred():
-                return claim_trial(study, storage, stage, budget)
-        except Exception as exc:
-            if not is_transient(exc) or time.monotonic() - started > limit:
-                raise
-            log.warning("database unavailable while claiming a trial (%s); pausing %.1f s",
-                        exc.__class__.__name__, delay)
-            time.sleep(delay)
-            delay = min(2 * delay, 5.0)
+    def claim(_attempt: int) -> Trial | None:
+        with signals_deferred():
+            return claim_trial(study, storage, stage, budget)
+
+    through = getattr(rdb_of(storage), "through_outage", None)
+    return claim(1) if through is None else through("a trial claim", claim)
 
 
 def work(

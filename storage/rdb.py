@@ -204,6 +204,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 _in_transaction = threading.local()
@@ -237,34 +238,26 @@ def in_transaction(storage: RDBStorage, conn: Connection | None) -> Iterator[Non
         registry.remove()
 
 
+MAX_PAUSE = 5.0
+"""Longest pause between two attempts through an outage (reap_allowed counts on it)."""
+
+
 def _retrying(name: str, method: F) -> F:
     @functools.wraps(method)
     def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
         if getattr(_in_transaction, "active", False):
             return method(self, *args, **kwargs)
-        delay, started, attempt = 0.25, time.monotonic(), 0
-        while True:
-            attempt += 1
+
+        def attempt(n: int) -> Any:
             try:
-                result = method(self, *args, **kwargs)
+                return method(self, *args, **kwargs)
             except UpdateFinishedTrialError:
                 # A retried state change whose first attempt did commit (its reply was lost).
-                if name == "set_trial_state_values" and attempt > 1 and self._state_is(args, kwargs):
+                if name == "set_trial_state_values" and n > 1 and self._state_is(args, kwargs):
                     return True
                 raise
-            except Exception as exc:
-                if not is_transient(exc) or time.monotonic() - started > self.outage_timeout:
-                    raise
-                if attempt == 1:
-                    log.warning("database unavailable during %s (%s); pausing and retrying for up to %.0f s",
-                                name, root_reason(exc, self.engine.url), self.outage_timeout)
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            if attempt > 1:
-                self.recovered_at = time.monotonic()
-                log.warning("database back after %.1f s; %s went through", time.monotonic() - started, name)
-            return result
+
+        return self.through_outage(name, attempt)
 
     return call  # type: ignore[return-value]
 
@@ -281,6 +274,29 @@ class ResilientRDBStorage(RDBStorage):
     outage_timeout: float = 600.0
     recovered_at: float | None = None
 
+    def through_outage(self, what: str, attempt: Callable[[int], T]) -> T:
+        """attempt(1), attempt(2), ... until one does not fail for a transient reason, pausing
+        0.25 s doubling to MAX_PAUSE between them, for up to outage_timeout seconds. Once a call
+        goes through after failing, recovered_at is set, which holds back reaping (reap_allowed)."""
+        delay, started, n = 0.25, time.monotonic(), 0
+        while True:
+            n += 1
+            try:
+                result = attempt(n)
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() - started > self.outage_timeout:
+                    raise
+                if n == 1:
+                    log.warning("database unavailable during %s (%s); pausing and retrying for up to %.0f s",
+                                what, root_reason(exc, self.engine.url), self.outage_timeout)
+                time.sleep(delay)
+                delay = min(delay * 2, MAX_PAUSE)
+                continue
+            if n > 1:
+                self.recovered_at = time.monotonic()
+                log.warning("database back after %.1f s; %s went through", time.monotonic() - started, what)
+            return result
+
     def _state_is(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
         trial_id = args[0] if args else kwargs["trial_id"]
         state = args[1] if len(args) > 1 else kwargs.get("state")
@@ -288,9 +304,9 @@ class ResilientRDBStorage(RDBStorage):
 
     def reap_allowed(self) -> bool:
         """False for a while after an outage this process saw, or a server restart: one grace
-        period, plus a heartbeat interval and the longest retry pause (5 s), the most a live
-        worker needs to get its first heartbeat through after the database is back."""
-        grace = float(self.grace_period or 0) + float(self.heartbeat_interval or 0) + 5.0
+        period, plus a heartbeat interval and the longest retry pause (MAX_PAUSE), the most a
+        live worker needs to get its first heartbeat through after the database is back."""
+        grace = float(self.grace_period or 0) + float(self.heartbeat_interval or 0) + MAX_PAUSE
         if self.recovered_at is not None and time.monotonic() - self.recovered_at < grace:
             return False
         if self.engine.url.get_backend_name() != "postgresql":

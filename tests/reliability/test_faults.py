@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -426,3 +427,23 @@ def test_bad_data_checkpoints_and_losses_are_contained(pg: Cluster, db, write_ca
     assert [t.state for t in ts] == [TrialState.FAIL, TrialState.FAIL]  # the budget, and not one retry
     assert all(t.user_attrs["fail_reason"].startswith("NonFiniteLossError") for t in ts)
     figures(test="bad_data_and_checkpoints", messages=seen, non_finite_trials_failed=len(ts), retries=0)
+
+
+def test_a_claim_through_an_outage_holds_back_reaping(pg: Cluster, db) -> None:  # type: ignore[no-untyped-def]
+    """A claim that waited out an outage marks the recovery, like the storage's own calls."""
+    from search.worker import claim_paused
+    from storage import StorageSettings, open_storage
+
+    _, url = db
+    create_study(url)
+    storage = open_storage(url, StorageSettings(role="test", heartbeat_interval=1, grace_period=2))
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert storage.recovered_at is None
+    pg.stop("fast")
+    threading.Timer(1.5, pg.start).start()
+    started = time.monotonic()
+    trial = claim_paused(study, storage, "quick", 5)
+    assert trial is not None and trial.number == 0
+    assert storage.recovered_at is not None and storage.recovered_at > started
+    assert not storage.reap_allowed()  # within grace + heartbeat + MAX_PAUSE of the recovery
+    figures(test="claim_through_outage", waited_s=round(time.monotonic() - started, 2))
