@@ -197,7 +197,7 @@ def is_transient(exc: BaseException) -> bool:
                           psycopg2.OperationalError, psycopg2.InterfaceError)):
             text_ = str(e).lower()
             return not any(s in text_ for s in ("authentication failed", "does not exist", "permission denied"))
-        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+        if isinstance(e, TransactionLost) or (isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated):
             return True
         e = e.__cause__ or e.__context__
     return False
@@ -208,6 +208,11 @@ T = TypeVar("T")
 
 
 _in_transaction = threading.local()
+_retry_scope = threading.local()
+
+
+class TransactionLost(Exception):
+    """The connection of an in_transaction block dropped: nothing in it committed; retry it all."""
 
 
 @contextlib.contextmanager
@@ -221,6 +226,12 @@ def in_transaction(storage: RDBStorage, conn: Connection | None) -> Iterator[Non
     does not end it), so the trial is created in the same transaction that holds the lock and
     both commit together. Calls are not retried in here: a dropped connection fails the claim,
     and the claim as a whole is retried (search.worker.claim_paused).
+
+    A dropped connection can reach the caller disguised: Optuna's `_create_new_trial` retries a
+    failed insert up to five times, and once the first failure has rolled the shared transaction
+    back, the later attempts fail with "Can't operate on closed transaction", which names no
+    outage (a worker died of it in CI). So a failure on a connection SQLAlchemy has invalidated
+    (it saw a disconnect) leaves here as TransactionLost, which is_transient recognises.
     """
     if conn is None:
         yield
@@ -233,6 +244,10 @@ def in_transaction(storage: RDBStorage, conn: Connection | None) -> Iterator[Non
     _in_transaction.active = True
     try:
         yield
+    except Exception as exc:
+        if conn.invalidated:
+            raise TransactionLost(f"lost the transaction's connection ({exc.__class__.__name__})") from exc
+        raise
     finally:
         _in_transaction.active = False
         registry.remove()
@@ -245,7 +260,9 @@ MAX_PAUSE = 5.0
 def _retrying(name: str, method: F) -> F:
     @functools.wraps(method)
     def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
-        if getattr(_in_transaction, "active", False):
+        # Direct inside a claim's transaction, and inside another retried call (set_trial_param
+        # calls _set_trial_param): the outermost call retries, once.
+        if getattr(_in_transaction, "active", False) or getattr(_retry_scope, "active", False):
             return method(self, *args, **kwargs)
 
         def attempt(n: int) -> Any:
@@ -257,7 +274,11 @@ def _retrying(name: str, method: F) -> F:
                     return True
                 raise
 
-        return self.through_outage(name, attempt)
+        _retry_scope.active = True
+        try:
+            return self.through_outage(name, attempt)
+        finally:
+            _retry_scope.active = False
 
     return call  # type: ignore[return-value]
 
@@ -316,13 +337,20 @@ class ResilientRDBStorage(RDBStorage):
         return float(uptime) >= grace
 
 
+# Every RDBStorage method that talks to the database, including the private ones Optuna's
+# _CachedStorage (the wrapper every Study uses) calls directly in Optuna 5.0: `_set_trial_param`,
+# `_get_trials`, `_get_best_trial_id`, `_get_stale_trial_ids` (a suggest_float during an outage
+# killed a worker in CI when these were missing). Not trial creation (`create_new_trial`,
+# `_create_new_trial`): an insert retried after its first reply was lost would make a second
+# trial, a duplicate enqueue. The claim is retried as a whole (search.worker.claim_paused), and a
+# promotion that fails is rerun (it skips what already exists).
 _RETRIED = (
     "create_new_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
     "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
-    "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "create_new_trial", "set_trial_param",
+    "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "set_trial_param", "_set_trial_param",
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-    "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
-    "get_best_trial", "record_heartbeat", "_get_stale_trial_ids",
+    "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials",
+    "get_best_trial", "_get_best_trial_id", "record_heartbeat", "_get_stale_trial_ids",
 )
 for _name in _RETRIED:
     setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(RDBStorage, _name)))
