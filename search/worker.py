@@ -15,6 +15,7 @@ running trial and queues a retry of it (which resumes from its checkpoint), then
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import math
 import signal
@@ -74,8 +75,9 @@ class Heartbeat:
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
 
     def _beat(self) -> None:
-        # __enter__ beat already: wait first, so the thread never needs a second connection
-        # while the main thread is still busy starting the trial (64 workers x 2 was 99 of 100).
+        # The claim beat already (claim_trial): wait first, so the thread never needs a second
+        # connection while the main thread is still busy starting the trial (64 workers x 2 was
+        # 99 of 100).
         while not self.stop_event.wait(self.interval):
             try:
                 self.storage.record_heartbeat(self.trial_id)
@@ -83,7 +85,6 @@ class Heartbeat:
                 log.warning("heartbeat for trial id %s failed (%s); retrying", self.trial_id, exc.__class__.__name__)
 
     def __enter__(self) -> Heartbeat:
-        self.storage.record_heartbeat(self.trial_id)  # beat at once: a trial with no beat is never reaped
         self.thread.start()
         return self
 
@@ -94,10 +95,15 @@ class Heartbeat:
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Turn SIGTERM/SIGINT into WorkerStopped in the main thread (a no-op elsewhere)."""
+    """Turn SIGTERM/SIGINT into WorkerStopped in the main thread (a no-op elsewhere).
+
+    SIGUSR1 prints every thread's stack to stderr and the worker goes on (`kill -USR1 PID`):
+    what a worker that seems stuck is waiting on, without stopping its trial.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def handler(signum: int, _frame: types.FrameType | None) -> None:
         signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
@@ -109,6 +115,7 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        faulthandler.unregister(signal.SIGUSR1)
 
 
 @contextmanager
@@ -152,7 +159,12 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
         with warnings.catch_warnings():
             # Optuna warns that heartbeats want optimize(); this module beats them itself.
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            return study.ask()
+            trial = study.ask()
+        # The first heartbeat commits with the trial: Optuna never reaps a RUNNING trial that
+        # has no heartbeat, so a worker killed (or a reply lost) between claim and first beat
+        # would leave it RUNNING forever and its budget slot spent.
+        rdb_of(storage).record_heartbeat(trial._trial_id)
+        return trial
 
 
 def retry_later(study: optuna.Study, trial: Trial, reason: str) -> None:

@@ -352,3 +352,19 @@ def test_launch_gives_cpu_workers_an_equal_share_of_the_cores(monkeypatch) -> No
     assert all("OMP_NUM_THREADS" not in env for _, env in gpu)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's choice wins
     assert {env["OMP_NUM_THREADS"] for _, env in worker_commands([], 2, [])} == {"1"}
+
+
+def test_a_trial_claimed_by_a_worker_that_died_at_once_is_reaped(pg_url: str) -> None:
+    """Killed between claim and its heartbeat thread: the claim's own beat makes it reapable
+    (Optuna never reaps a RUNNING trial without any heartbeat)."""
+    from search.reaper import reap_study
+    from search.worker import claim_trial
+
+    storage = open_storage(pg_url, StorageSettings(heartbeat_interval=1, grace_period=2), create_schema=True)
+    study = optuna.create_study(study_name="c", storage=storage, direction="maximize")
+    trial = claim_trial(study, storage, "quick", 3)  # ... and the worker died here
+    assert trial is not None
+    time.sleep(3.5)  # past the grace period
+    assert reap_study(study) == [0]
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [TrialState.FAIL, TrialState.WAITING]
