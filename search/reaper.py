@@ -27,30 +27,31 @@ from collections import defaultdict
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.engine import Connection
 
 from search.campaign import STAGES, CampaignConfig
-from storage import study_lock
-from storage.locks import rdb_of
+from storage.locks import locked_transaction, rdb_of
 
 log = logging.getLogger("sarsweep.reaper")
 
 
-def reap_allowed(storage: RDBStorage) -> bool:
+def reap_allowed(storage: RDBStorage, conn: Connection | None = None) -> bool:
     check = getattr(storage, "reap_allowed", None)
-    return True if check is None else bool(check())
+    return True if check is None else bool(check(conn))
 
 
 def reap_study(study: optuna.Study) -> list[int]:
     """One pass under the study lock: fail stale trials (queueing their retries) and re-queue
     retries lost earlier. Returns the numbers of the trials it failed."""
-    with study_lock(study._storage, study.study_name):
-        return reap_locked(study)
+    with locked_transaction(study._storage, study.study_name) as conn:
+        return reap_locked(study, conn)
 
 
-def reap_locked(study: optuna.Study) -> list[int]:
-    """reap_study's work, for a caller that already holds the study lock."""
+def reap_locked(study: optuna.Study, conn: Connection | None = None) -> list[int]:
+    """reap_study's work, for a caller that already holds the study lock (in locked_transaction;
+    `conn` is the lock's connection)."""
     storage = rdb_of(study._storage)
-    if not reap_allowed(storage):
+    if not reap_allowed(storage, conn):
         return []
     running = {t._trial_id: t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
     if running:

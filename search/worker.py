@@ -36,9 +36,9 @@ from optuna.trial import Trial, TrialState
 from search.campaign import CampaignConfig
 from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
-from storage import artifact_store, study_lock
-from storage.locks import rdb_of
-from storage.rdb import claim_counts, in_transaction
+from storage import artifact_store
+from storage.locks import locked_transaction, rdb_of
+from storage.rdb import claim_counts
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 log = logging.getLogger("sarsweep.worker")
@@ -143,11 +143,11 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
     short trials would pay at every claim) and always before saying the study is done.
     """
     key = (id(storage), study.study_name)
-    with study_lock(storage, study.study_name) as conn, in_transaction(rdb_of(storage), conn):
+    with locked_transaction(storage, study.study_name) as conn:
         reaped = time.monotonic() - _last_reap.get(key, -math.inf) >= float(storage.heartbeat_interval or 30)
         while True:
             if reaped:
-                reap_locked(study)  # a dead peer's trial is failed and its retry queued before we count
+                reap_locked(study, conn)  # a dead peer's trial is failed and its retry queued before we count
                 _last_reap[key] = time.monotonic()
             waiting, originals = claim_counts(rdb_of(storage), study._study_id, conn)
             if not waiting and (stage == "full" or budget is None or originals >= budget):
@@ -173,7 +173,7 @@ def retry_later(study: optuna.Study, trial: Trial, reason: str) -> None:
     Under the study lock, so a reaper never sees the FAIL without its retry (and re-queues it).
     """
     trial.set_user_attr("fail_reason", reason)
-    with study_lock(study._storage, study.study_name):
+    with locked_transaction(study._storage, study.study_name):
         frozen = study.tell(trial, state=TrialState.FAIL)
         RetryHeartbeatStaleTrialCallback()(study, frozen)
 

@@ -37,6 +37,20 @@ def rdb_of(storage: Any) -> RDBStorage:
 
 
 @contextlib.contextmanager
+def locked_transaction(storage: Any, name: str) -> Iterator[Connection | None]:
+    """study_lock, with this thread's Optuna storage calls run on the lock's own connection and
+    transaction (storage.rdb.in_transaction): the work and the lock release commit together,
+    and the holder needs no second connection. A worker's claim and its reaper thread each
+    holding one pooled connection while waiting for a second deadlocked its pool of two (a
+    30 s pool timeout, again and again, under the fault suite's restart test).
+    """
+    from storage.rdb import in_transaction
+
+    with study_lock(storage, name) as conn, in_transaction(rdb_of(storage), conn):
+        yield conn
+
+
+@contextlib.contextmanager
 def study_lock(storage: RDBStorage, name: str) -> Iterator[Connection | None]:
     """Hold the study's lock; yields the PostgreSQL connection whose transaction holds it (None
     elsewhere), so a caller may do its work in that same transaction (storage.rdb.in_transaction)."""

@@ -323,18 +323,24 @@ class ResilientRDBStorage(RDBStorage):
         state = args[1] if len(args) > 1 else kwargs.get("state")
         return bool(self.get_trial(trial_id).state == state)
 
-    def reap_allowed(self) -> bool:
+    def reap_allowed(self, conn: Connection | None = None) -> bool:
         """False for a while after an outage this process saw, or a server restart: one grace
         period, plus a heartbeat interval and the longest retry pause (MAX_PAUSE), the most a
-        live worker needs to get its first heartbeat through after the database is back."""
+        live worker needs to get its first heartbeat through after the database is back.
+
+        Pass the study lock's connection when holding it: a second connection taken while
+        holding one is how a worker's threads deadlocked on its pool of two.
+        """
         grace = float(self.grace_period or 0) + float(self.heartbeat_interval or 0) + MAX_PAUSE
         if self.recovered_at is not None and time.monotonic() - self.recovered_at < grace:
             return False
         if self.engine.url.get_backend_name() != "postgresql":
             return True
-        with self.engine.connect() as conn:
-            uptime = conn.execute(text("SELECT extract(epoch FROM now() - pg_postmaster_start_time())")).scalar()
-        return float(uptime) >= grace
+        query = text("SELECT extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())")
+        if conn is not None:
+            return float(conn.execute(query).scalar()) >= grace
+        with self.engine.connect() as own:
+            return float(own.execute(query).scalar()) >= grace
 
 
 # Every RDBStorage method that talks to the database, including the private ones Optuna's

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
-from conftest import run_cli, start_cli
+from conftest import REPO, run_cli, start_cli
 from optuna.trial import TrialState
 
 from search.campaign import load_campaign
@@ -368,3 +369,18 @@ def test_a_trial_claimed_by_a_worker_that_died_at_once_is_reaped(pg_url: str) ->
     assert reap_study(study) == [0]
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states == [TrialState.FAIL, TrialState.WAITING]
+
+
+def test_sigusr1_prints_a_workers_stacks_and_it_goes_on(pg_url: str) -> None:
+    base = [sys.executable, "-m", "search.loadtest", "--storage", pg_url, "--study", "u"]
+    subprocess.run([*base, "--create"], cwd=REPO, check=True, capture_output=True, timeout=120)
+    proc = subprocess.Popen([*base, "--trials", "1", "--sleep", "4"], cwd=REPO, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [t for t in trials_of(pg_url, "u") if t.state == TrialState.RUNNING]:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGUSR1)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "most recent call first" in stderr and "loadtest.py" in stderr  # the objective's frame
+    assert [t.state for t in trials_of(pg_url, "u")] == [TrialState.COMPLETE]
