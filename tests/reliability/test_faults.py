@@ -207,22 +207,28 @@ def test_kill_9_with_no_other_worker_is_reaped_retried_and_resumed(pg: Cluster, 
     init(path, url, tmp_path)
     art = tmp_path / "art"
     common = ("--campaign", str(path), "--storage", url, "--heartbeat-interval", "1", "--grace-period", "2")
+    # Reaping pauses for grace + interval + 5 s after a server start (an earlier test restarts it);
+    # waited out before the worker starts, whose trial could finish in the meantime.
+    assert wait_until(lambda: float(pg.sql("SELECT extract(epoch FROM now() - pg_postmaster_start_time())")) > 9,
+                      30, 0.5)
+    # The reaper runs before the worker dies, as in docker-compose: the figure is kill -> FAIL, not
+    # a reaper's process start-up (CI measured 5.6 s when the reaper was started after the kill).
+    reaper = start_cli("reaper", *common, "--period", "1", cwd=tmp_path)
     worker = start_cli("worker", *common, "--variant", "baseline", "--stage", "quick", "--artifacts", str(art),
                        cwd=tmp_path)
-    last = art / "t" / "baseline" / "quick" / "trial_0000" / "last.pt"
-    assert wait_until(last.is_file, 120)
-    killed = time.monotonic()
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.communicate(timeout=30)
-    reaper = start_cli("reaper", *common, "--period", "1", cwd=tmp_path)
-    try:
-        assert wait_until(lambda: trials(url, "t.baseline.quick")[0].state == TrialState.FAIL, 30, 0.2)
+    with dumped_on_failure([reaper, worker]):
+        assert reaper.stdout.readline().startswith("reaper on campaign")  # its passes have begun
+        last = art / "t" / "baseline" / "quick" / "trial_0000" / "last.pt"
+        assert wait_until(last.is_file, 120)
+        killed = time.monotonic()
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.communicate(timeout=30)
+        assert wait_until(lambda: trials(url, "t.baseline.quick")[0].state == TrialState.FAIL, 30, 0.1)
         to_fail = time.monotonic() - killed
-        assert wait_until(lambda: len(trials(url, "t.baseline.quick")) == 2, 30, 0.2)
+        assert wait_until(lambda: len(trials(url, "t.baseline.quick")) == 2, 30, 0.1)
         to_retry = time.monotonic() - killed
-    finally:
-        reaper.send_signal(signal.SIGTERM)
-        reaper.communicate(timeout=30)
+    reaper.send_signal(signal.SIGTERM)
+    reaper.communicate(timeout=30)
     retry = run_cli("worker", *common, "--variant", "baseline", "--stage", "quick", "--artifacts", str(art),
                     cwd=tmp_path)
     assert retry.returncode == 0, retry.stderr
