@@ -17,8 +17,10 @@ Every user-facing failure is a `SarsweepError`: shown as one line on stderr, exi
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -347,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # `kill -USR1 PID` prints every thread's stack to stderr and the process goes on: what a
+    # worker or reaper that seems stuck is waiting on, without stopping its trial.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="sarsweep: %(levelname)s: %(message)s")
     # tifffile logs its own warning about a corrupt TIFF before raising; our error names the file.

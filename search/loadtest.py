@@ -15,8 +15,10 @@ bench/storage_scaling.py and tests/reliability/.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
+import signal
 import sys
 import time
 import warnings
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-size", type=int, default=StorageSettings.pool_size,
                         help="connections kept open (default: the worker's)")
     args = parser.parse_args(argv)
+    # `kill -USR1 PID` prints every thread's stack to stderr and the process goes on: what a
+    # worker or reaper that seems stuck is waiting on, without stopping its trial.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(level=logging.WARNING, format="loadtest: %(levelname)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()

@@ -15,7 +15,6 @@ running trial and queues a retry of it (which resumes from its checkpoint), then
 
 from __future__ import annotations
 
-import faulthandler
 import logging
 import math
 import signal
@@ -95,15 +94,10 @@ class Heartbeat:
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """Turn SIGTERM/SIGINT into WorkerStopped in the main thread (a no-op elsewhere).
-
-    SIGUSR1 prints every thread's stack to stderr and the worker goes on (`kill -USR1 PID`):
-    what a worker that seems stuck is waiting on, without stopping its trial.
-    """
+    """Turn SIGTERM/SIGINT into WorkerStopped in the main thread (a no-op elsewhere)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
 
     def handler(signum: int, _frame: types.FrameType | None) -> None:
         signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the clean-up
@@ -115,7 +109,6 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        faulthandler.unregister(signal.SIGUSR1)
 
 
 @contextmanager
@@ -293,3 +286,4 @@ def work(
             if on_trial is not None:
                 on_trial(trial, state)
     return summary
+
