@@ -228,18 +228,25 @@ def cmd_reaper(args: argparse.Namespace) -> int:
     import time
 
     from search.reaper import reap_campaign
+    from search.worker import WorkerStopped, stop_on_signals
 
     campaign = _campaign(args)
     storage = _storage(args, "reaper")
     period = args.period or storage.grace_period or 120
     print(f"reaper on campaign {campaign.name}: a trial without a heartbeat for {storage.grace_period}s is failed "
           f"and retried" + ("" if args.once else f"; checking every {period}s"), flush=True)
-    while True:
-        for study, numbers in reap_campaign(storage, campaign).items():
-            print(f"{study}: stale trial(s) {', '.join(map(str, numbers))} failed and queued for retry", flush=True)
-        if args.once:
-            return 0
-        time.sleep(period)
+    try:
+        with stop_on_signals():  # docker stop (SIGTERM) ends it between or inside passes, exit 0
+            while True:
+                for study, numbers in reap_campaign(storage, campaign).items():
+                    print(f"{study}: stale trial(s) {', '.join(map(str, numbers))} failed and queued for retry",
+                          flush=True)
+                if args.once:
+                    return 0
+                time.sleep(period)
+    except WorkerStopped as stop:  # a study's pass cut short rolls back whole (one transaction)
+        print(f"reaper stopped ({stop})", flush=True)
+        return 0
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:

@@ -228,6 +228,26 @@ def test_reaper_retries_a_dead_workers_trial_with_no_other_worker(pg_url: str, w
     assert retry.system_attrs["failed_trial"] == 0 and retry.params == t0.params
 
 
+def test_the_reaper_service_dumps_stacks_on_sigusr1_and_stops_cleanly_on_sigterm(pg_url: str, write_campaign,
+                                                                                   tmp_path: Path) -> None:
+    path = write_campaign(quick={"trials": 1, "epochs": 1})
+    init(path, pg_url, tmp_path)
+    reaper = start_cli("reaper", "--campaign", str(path), "--storage", pg_url, "--period", "0.2", cwd=tmp_path)
+    try:
+        assert reaper.stdout.readline().startswith("reaper on campaign t:")
+        time.sleep(1)  # some passes
+        reaper.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        assert reaper.poll() is None  # a stack dump, not an exit
+        reaper.send_signal(signal.SIGTERM)  # docker stop
+        stdout, stderr = reaper.communicate(timeout=60)
+    finally:
+        reaper.kill()
+    assert reaper.returncode == 0, stderr
+    assert "most recent call first" in stderr and "cmd_reaper" in stderr
+    assert stdout.strip().endswith("reaper stopped (SIGTERM)")
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # this test asks outside a worker
 def test_reaper_thread_fails_a_trial_whose_heartbeat_stopped(pg_url: str) -> None:
     from search.reaper import ReaperThread
