@@ -23,6 +23,8 @@ from optuna.storages import RDBStorage
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from storage.rdb import in_transaction
+
 _memory_lock = threading.Lock()
 
 
@@ -44,8 +46,6 @@ def locked_transaction(storage: Any, name: str) -> Iterator[Connection | None]:
     holding one pooled connection while waiting for a second deadlocked its pool of two (a
     30 s pool timeout, again and again, under the fault suite's restart test).
     """
-    from storage.rdb import in_transaction
-
     with study_lock(storage, name) as conn, in_transaction(rdb_of(storage), conn):
         yield conn
 

@@ -336,11 +336,9 @@ class ResilientRDBStorage(RDBStorage):
             return False
         if self.engine.url.get_backend_name() != "postgresql":
             return True
-        query = text("SELECT extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())")
-        if conn is not None:
-            return float(conn.execute(query).scalar()) >= grace
-        with self.engine.connect() as own:
-            return float(own.execute(query).scalar()) >= grace
+        uptime = one_row(self.engine, text("SELECT extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())"),
+                         conn)[0]
+        return float(uptime) >= grace
 
 
 # Every RDBStorage method that talks to the database, including the private ones Optuna's
@@ -388,9 +386,14 @@ def claim_counts(storage: RDBStorage, study_id: int, conn: Connection | None = N
         func.coalesce(func.sum(case((TrialModel.state == TrialState.WAITING, 1), else_=0)), 0),
         func.coalesce(func.sum(case((~retry, 1), else_=0)), 0),
     ).where(TrialModel.study_id == study_id)
-    if conn is not None:  # the study lock's own transaction
-        waiting, originals = conn.execute(query).one()
-    else:
-        with storage.engine.connect() as own:
-            waiting, originals = own.execute(query).one()
+    waiting, originals = one_row(storage.engine, query, conn)
     return int(waiting), int(originals)
+
+
+def one_row(engine: Engine, query: Any, conn: Connection | None = None) -> Any:
+    """A query's one row, on `conn` when given (the study lock's: a lock holder must not take a
+    second pooled connection, see reap_allowed), else on a connection of its own."""
+    if conn is not None:
+        return conn.execute(query).one()
+    with engine.connect() as own:
+        return own.execute(query).one()

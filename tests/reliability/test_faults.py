@@ -80,12 +80,16 @@ def finish(procs: list[subprocess.Popen[str]], timeout: float = 300) -> list[tup
     return out
 
 
+def show_stderr(i: int, code: int | None, stderr: str) -> None:
+    print(f"--- process {i} exited {code}; stderr:\n{stderr}")
+
+
 def assert_all_exit_zero(results: list[tuple[int, str, str]]) -> None:
     """Every process exited 0; a failing one's whole stderr goes to the captured output (an
     assertion message is cut short, and the first lines of a traceback are the ones that tell)."""
     for i, (code, _, stderr) in enumerate(results):
         if code:
-            print(f"--- process {i} exited {code}; stderr:\n{stderr}")
+            show_stderr(i, code, stderr)
     assert [r[0] for r in results] == [0] * len(results)
 
 
@@ -103,7 +107,7 @@ def dumped_on_failure(procs: list[subprocess.Popen[str]]) -> Iterator[None]:
             p.kill()
         for i, p in enumerate(procs):
             _, stderr = p.communicate()
-            print(f"--- process {i} exited {p.returncode}; stderr:\n{stderr}")
+            show_stderr(i, p.returncode, stderr)
         raise
 
 
