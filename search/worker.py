@@ -149,15 +149,35 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
                     continue
                 return None
             break
-        with warnings.catch_warnings():
-            # Optuna warns that heartbeats want optimize(); this module beats them itself.
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()
+        if waiting:  # Optuna pops the oldest WAITING trial (a retry or a promoted config)
+            with warnings.catch_warnings():
+                # Optuna warns that heartbeats want optimize(); this module beats them itself.
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial_id = study.ask()._trial_id
+        else:
+            # Nothing waits (we counted under the lock), so only the insert needs the lock: ask()
+            # would also sync every unfinished trial from the database to look for WAITING ones,
+            # which held the lock for ~60 % of a trivial trial and capped 2 workers at 1.5x one.
+            trial_id = study._storage.create_new_trial(study._study_id)
         # The first heartbeat commits with the trial: Optuna never reaps a RUNNING trial that
         # has no heartbeat, so a worker killed (or a reply lost) between claim and first beat
         # would leave it RUNNING forever and its budget slot spent.
-        rdb_of(storage).record_heartbeat(trial._trial_id)
-        return trial
+        rdb_of(storage).record_heartbeat(trial_id)
+    return _trial_object(study, trial_id)
+
+
+def _trial_object(study: optuna.Study, trial_id: int) -> Trial:
+    """The Trial for a claimed trial id, built after the lock is released (Trial() reads the
+    trial and calls the sampler's before_trial, which may read the whole study).
+
+    Does what study.ask() does after it has a trial id: drop the thread's per-trial cache of
+    all trials (a private attr of Optuna 5.0's Study; study.tell drops it too), so samplers
+    see the trials finished since, then Trial(study, trial_id).
+    """
+    local = getattr(study, "_thread_local", None)
+    if local is not None:
+        local.cached_all_trials = None
+    return Trial(study, trial_id)
 
 
 def retry_later(study: optuna.Study, trial: Trial, reason: str) -> None:

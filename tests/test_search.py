@@ -375,6 +375,30 @@ def test_launch_gives_cpu_workers_an_equal_share_of_the_cores(monkeypatch) -> No
     assert {env["OMP_NUM_THREADS"] for _, env in worker_commands([], 2, [])} == {"1"}
 
 
+def test_the_sampler_of_a_claimed_trial_sees_every_trial_finished_before_it(pg_url: str) -> None:
+    """The claim builds the Trial itself, past study.ask(): samplers (TPE reads the study through
+    Optuna's per-trial cache) must still see every trial finished before the claim, and a
+    queued trial (a retry, a promoted config) must still be popped first with its params."""
+    from search.worker import work
+
+    seen: list[tuple[int, int]] = []
+
+    class Recording(optuna.samplers.RandomSampler):
+        def sample_independent(self, study, trial, name, distribution):  # type: ignore[no-untyped-def]
+            done = study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,), use_cache=True)
+            seen.append((trial.number, len(done)))
+            return super().sample_independent(study, trial, name, distribution)
+
+    storage = open_storage(pg_url, StorageSettings(heartbeat_interval=5, grace_period=20), create_schema=True)
+    optuna.create_study(study_name="v", storage=storage, direction="maximize")
+    study = optuna.load_study(study_name="v", storage=storage, sampler=Recording(seed=0))
+    study.enqueue_trial({"x": 0.25, "y": 0.5})
+    work(study, storage, "quick", 4, lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1))
+    assert seen == [(1, 1), (1, 1), (2, 2), (2, 2), (3, 3), (3, 3)]  # trial 0 was the queued one
+    ts = study.get_trials(deepcopy=False)
+    assert [t.state for t in ts] == [TrialState.COMPLETE] * 4 and ts[0].params == {"x": 0.25, "y": 0.5}
+
+
 def test_a_trial_claimed_by_a_worker_that_died_at_once_is_reaped(pg_url: str) -> None:
     """Killed between claim and its heartbeat thread: the claim's own beat makes it reapable
     (Optuna never reaps a RUNNING trial without any heartbeat)."""
