@@ -251,9 +251,15 @@ def cmd_reaper(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from search.dashboard import serve
+    from search.worker import WorkerStopped, stop_on_signals
     from storage import artifacts_root
 
-    serve(_storage(args, "dashboard"), artifacts_root(args.artifacts), args.host, args.port)
+    storage = _storage(args, "dashboard")
+    try:
+        with stop_on_signals():  # docker stop (SIGTERM) and Ctrl-C end it with exit 0
+            serve(storage, artifacts_root(args.artifacts), args.host, args.port)
+    except WorkerStopped as stop:
+        print(f"dashboard stopped ({stop})", flush=True)
     return 0
 
 

@@ -85,8 +85,10 @@ def test_dashboard_serves_our_studies_and_trial_previews(pg_url: str, write_camp
         image = Image.open(io.BytesIO(png))
         assert image.format == "PNG" and image.size == (PREVIEW_WIDTH, preview_height(2))
     finally:
-        server.terminate()
+        server.terminate()  # docker stop
         out, err = server.communicate(timeout=30)
+    assert server.returncode == 0, err
+    assert out.rstrip().endswith("dashboard stopped (SIGTERM)")
     assert f"open http://127.0.0.1:{port}/dashboard" in out
     assert "postgres" in out and "Listening on http://127.0.0.1:" in out + err
 
