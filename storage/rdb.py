@@ -34,10 +34,10 @@ from typing import Any, TypeVar
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import inspect as sa_inspect
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
@@ -131,6 +131,7 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
                 skip_compatibility_check=skip,
             )
         storage.outage_timeout = settings.outage_timeout
+        event.listen(storage.engine, "handle_error", _disconnect_ends_transaction, retval=True)
         if not is_sqlite and settings.role.startswith(("worker", "loadtest")):
             check_connection_budget(storage, settings)
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
@@ -251,6 +252,21 @@ def in_transaction(storage: RDBStorage, conn: Connection | None) -> Iterator[Non
     finally:
         _in_transaction.active = False
         registry.remove()
+
+
+def _disconnect_ends_transaction(ctx: ExceptionContext) -> BaseException | None:
+    """Inside in_transaction, a dropped connection raises TransactionLost at once.
+
+    The transaction is gone with the connection, so nothing in the block can succeed any more;
+    but Optuna's `_create_new_trial` retries a failed insert five times with sleeps in between
+    (it only catches its own StorageInternalError, which SQLAlchemy errors become), and the
+    claim waited 4-5 s for it before being retried whole. TransactionLost is no SQLAlchemy
+    error, so it leaves that loop on the first failure. SQLAlchemy still invalidates the
+    connection (it does so after the handle_error hooks).
+    """
+    if ctx.is_disconnect and getattr(_in_transaction, "active", False):
+        return TransactionLost(f"lost the transaction's connection ({ctx.original_exception.__class__.__name__})")
+    return None
 
 
 MAX_PAUSE = 5.0

@@ -504,18 +504,34 @@ def test_a_claim_whose_connection_drops_is_retried(pg: Cluster, db, monkeypatch)
     create_study(url)
     storage = open_storage(url, StorageSettings(role="test", heartbeat_interval=1, grace_period=2))
     study = optuna.load_study(study_name="s", storage=storage)
+    import optuna.storages._rdb.storage as optuna_rdb
+
     real_create, killed = ResilientRDBStorage._create_new_trial, []
+    real_session, attempts, creating = optuna_rdb._create_scoped_session, [], threading.local()
 
     def create_after_kill(self: ResilientRDBStorage, *args: object, **kwargs: object) -> object:
         if not killed:  # first claim: terminate the backend holding the study lock
             killed.append(pg.sql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                                  f"WHERE datname = '{name}' AND state = 'idle in transaction'"))
-        return real_create(self, *args, **kwargs)  # type: ignore[arg-type]
+        creating.on = True
+        try:
+            return real_create(self, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            creating.on = False
+
+    def counted_session(*args: object, **kwargs: object) -> object:
+        if getattr(creating, "on", False):
+            attempts.append(1)  # one pass of Optuna's insert loop
+        return real_session(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ResilientRDBStorage, "_create_new_trial", create_after_kill)
+    monkeypatch.setattr(optuna_rdb, "_create_scoped_session", counted_session)
     started = time.monotonic()
     trial = claim_paused(study, storage, "quick", 5)
     assert killed == ["1"]
+    # Optuna's insert loop gave up on the dead transaction at once (before, it went on for all
+    # five tries with sleeps in between, 4-5 s), and the claim's own retry inserted once.
+    assert len(attempts) == 2
     assert trial is not None and trial.number == 0
     assert [(t.number, t.state) for t in trials(url)] == [(0, TrialState.RUNNING)]
     assert storage.recovered_at is not None and storage.recovered_at > started
