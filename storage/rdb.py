@@ -263,7 +263,13 @@ def _disconnect_ends_transaction(ctx: ExceptionContext) -> BaseException | None:
     claim waited 4-5 s for it before being retried whole. TransactionLost is no SQLAlchemy
     error, so it leaves that loop on the first failure. SQLAlchemy still invalidates the
     connection (it does so after the handle_error hooks).
+
+    Not for an "exit exception" (no Exception subclass: our WorkerStopped from a SIGTERM handler,
+    KeyboardInterrupt) landing inside a SQL call: SQLAlchemy invalidates the connection for it
+    too and calls it a disconnect, but it must stop the process, not be retried as an outage.
     """
+    if not isinstance(ctx.original_exception, Exception):
+        return None
     if ctx.is_disconnect and getattr(_in_transaction, "active", False):
         return TransactionLost(f"lost the transaction's connection ({ctx.original_exception.__class__.__name__})")
     return None
