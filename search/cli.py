@@ -22,7 +22,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -224,43 +224,53 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def until_stopped(what: str, run: Callable[[], int]) -> int:
+    """run() for a long-running service; SIGTERM (docker stop) or Ctrl-C ends it with exit 0 and
+    "<what> stopped (SIGTERM)" instead of a death by signal (exit 143 in compose)."""
+    from search.worker import WorkerStopped, stop_on_signals
+
+    try:
+        with stop_on_signals():
+            return run()
+    except WorkerStopped as stop:
+        print(f"{what} stopped ({stop})", flush=True)
+        return 0
+
+
 def cmd_reaper(args: argparse.Namespace) -> int:
     import time
 
     from search.reaper import reap_campaign
-    from search.worker import WorkerStopped, stop_on_signals
 
     campaign = _campaign(args)
     storage = _storage(args, "reaper")
     period = args.period or storage.grace_period or 120
     print(f"reaper on campaign {campaign.name}: a trial without a heartbeat for {storage.grace_period}s is failed "
           f"and retried" + ("" if args.once else f"; checking every {period}s"), flush=True)
-    try:
-        with stop_on_signals():  # docker stop (SIGTERM) ends it between or inside passes, exit 0
-            while True:
-                for study, numbers in reap_campaign(storage, campaign).items():
-                    print(f"{study}: stale trial(s) {', '.join(map(str, numbers))} failed and queued for retry",
-                          flush=True)
-                if args.once:
-                    return 0
-                time.sleep(period)
-    except WorkerStopped as stop:  # a study's pass cut short rolls back whole (one transaction)
-        print(f"reaper stopped ({stop})", flush=True)
-        return 0
+
+    def passes() -> int:  # a study's pass cut short by a signal rolls back whole (one transaction)
+        while True:
+            for study, numbers in reap_campaign(storage, campaign).items():
+                print(f"{study}: stale trial(s) {', '.join(map(str, numbers))} failed and queued for retry",
+                      flush=True)
+            if args.once:
+                return 0
+            time.sleep(period)
+
+    return until_stopped("reaper", passes)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from search.dashboard import serve
-    from search.worker import WorkerStopped, stop_on_signals
     from storage import artifacts_root
 
     storage = _storage(args, "dashboard")
-    try:
-        with stop_on_signals():  # docker stop (SIGTERM) and Ctrl-C end it with exit 0
-            serve(storage, artifacts_root(args.artifacts), args.host, args.port)
-    except WorkerStopped as stop:
-        print(f"dashboard stopped ({stop})", flush=True)
-    return 0
+
+    def run() -> int:
+        serve(storage, artifacts_root(args.artifacts), args.host, args.port)
+        return 0
+
+    return until_stopped("dashboard", run)
 
 
 def _add_storage(p: argparse.ArgumentParser, artifacts: bool = False) -> None:
