@@ -306,4 +306,3 @@ def work(
             if on_trial is not None:
                 on_trial(trial, state)
     return summary
-

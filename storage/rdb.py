@@ -228,11 +228,11 @@ def in_transaction(storage: RDBStorage, conn: Connection | None) -> Iterator[Non
     both commit together. Calls are not retried in here: a dropped connection fails the claim,
     and the claim as a whole is retried (search.worker.claim_paused).
 
-    A dropped connection can reach the caller disguised: Optuna's `_create_new_trial` retries a
-    failed insert up to five times, and once the first failure has rolled the shared transaction
-    back, the later attempts fail with "Can't operate on closed transaction", which names no
-    outage (a worker died of it in CI). So a failure on a connection SQLAlchemy has invalidated
-    (it saw a disconnect) leaves here as TransactionLost, which is_transient recognises.
+    A dropped connection must reach the caller as such: a disconnect inside the block raises
+    TransactionLost at once (_disconnect_ends_transaction), and any other failure on a
+    connection SQLAlchemy has invalidated (say "Can't operate on closed transaction" from a
+    later statement, which names no outage: a worker died of it in CI) leaves here as
+    TransactionLost too; is_transient recognises it.
     """
     if conn is None:
         yield

@@ -492,10 +492,12 @@ def test_a_claim_through_an_outage_holds_back_reaping(pg: Cluster, db) -> None: 
 def test_a_claim_whose_connection_drops_is_retried(pg: Cluster, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The lock's connection dies inside the claim, just before the trial is created.
 
-    Optuna's own retry of the insert then hides the disconnect behind "Can't operate on closed
-    transaction"; a worker died of that in CI. The claim must come back as a clean retry: one
-    trial, number 0, RUNNING, and the recovery marked.
+    Optuna's own retry of the insert used to hide the disconnect behind "Can't operate on closed
+    transaction" (a worker died of that in CI), after sleeping through its five tries. The claim
+    must come back as a clean retry at once: one trial, number 0, RUNNING, the recovery marked.
     """
+    import optuna.storages._rdb.storage as optuna_rdb
+
     from search.worker import claim_paused
     from storage import StorageSettings, open_storage
     from storage.rdb import ResilientRDBStorage
@@ -504,8 +506,6 @@ def test_a_claim_whose_connection_drops_is_retried(pg: Cluster, db, monkeypatch)
     create_study(url)
     storage = open_storage(url, StorageSettings(role="test", heartbeat_interval=1, grace_period=2))
     study = optuna.load_study(study_name="s", storage=storage)
-    import optuna.storages._rdb.storage as optuna_rdb
-
     real_create, killed = ResilientRDBStorage._create_new_trial, []
     real_session, attempts, creating = optuna_rdb._create_scoped_session, [], threading.local()
 
