@@ -72,6 +72,14 @@ def _storage(args: argparse.Namespace, role: str, create_schema: bool = False): 
     return open_storage(resolve_url(args.storage, args.storage_file), settings, create_schema=create_schema)
 
 
+def _heartbeat_args(parser: argparse.ArgumentParser, whose: str = "") -> None:
+    """--heartbeat-interval and --grace-period: a worker's own; a reaper's or status's must match the workers'."""
+    parser.add_argument("--heartbeat-interval", type=int, help=f"{whose}seconds between heartbeats (default 30)")
+    parser.add_argument("--grace-period", type=int,
+                        help=f"{whose}seconds without a heartbeat before a running trial is stale and retried "
+                             "(default 120)")
+
+
 def _campaign(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from search.campaign import load_campaign
 
@@ -183,12 +191,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from search.status import campaign_status, render, waiting_promotions
+    from search.status import campaign_status, render, render_running, waiting_promotions
 
     campaign = _campaign(args)
     storage = _storage(args, "status")
     rows = campaign_status(storage, campaign)
     print(render(rows, campaign.objective))
+    running = render_running(rows, float(storage.grace_period or 120))
+    if running:
+        print(running)
     print(f"promotions waiting for full-stage workers: {waiting_promotions(rows)}")
     if all(r.exists for r in rows):  # before `init` there is nothing to summarise
         from search.report import collect, summary_line
@@ -315,9 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--stage", required=True, choices=["quick", "full"])
     worker.add_argument("--device", help="override the campaign's device: cpu, cuda, cuda:N")
     worker.add_argument("--worker-index", type=int, help="makes this worker's sampler seed reproducible")
-    worker.add_argument("--heartbeat-interval", type=int, help="seconds between heartbeats (default 30)")
-    worker.add_argument("--grace-period", type=int,
-                        help="seconds without a heartbeat before a trial is retried (default 120)")
+    _heartbeat_args(worker)
     worker.set_defaults(func=cmd_worker)
 
     launch = commands.add_parser("launch", help="start one worker per GPU (worker options after --)")
@@ -339,14 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(func=cmd_export)
 
     status = _campaign_command(commands, "status", "trials by state and the best value per variant and stage")
+    _heartbeat_args(status, "the workers' ")
     status.set_defaults(func=cmd_status)
 
     reaper = _campaign_command(commands, "reaper", "fail and retry stale trials even when no worker starts one")
     reaper.add_argument("--period", type=float, help="seconds between passes (default: the grace period)")
     reaper.add_argument("--once", action="store_true", help="one pass, then exit")
-    reaper.add_argument("--heartbeat-interval", type=int, help="heartbeat interval the workers use (default 30)")
-    reaper.add_argument("--grace-period", type=int,
-                        help="seconds without a heartbeat before a trial is stale (default 120)")
+    _heartbeat_args(reaper, "the workers' ")
     reaper.set_defaults(func=cmd_reaper)
 
     report = _campaign_command(commands, "report", "comparison table, quick->full fidelity and cost per stage")

@@ -7,7 +7,9 @@ count, seconds and device per epoch, the checkpoint path, the config itself.
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import tempfile
 import time
 import warnings
@@ -43,6 +45,12 @@ class TrialContext:
     progress: bool | None = None
     artifact_store: ArtifactStore | None = None
     """Where previews go as Optuna artifacts (None: previews stay on disk only)."""
+
+
+def worker_name() -> str:
+    """host:pid of this process, recorded on its trials so `sarsweep status` can say who runs what
+    (in a container the host is the container id)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def system_attrs(trial: Trial) -> dict[str, Any]:
@@ -82,6 +90,7 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
     cfg = build_config(trial, ctx)
     is_retry = "failed_trial" in system_attrs(trial)
     last = Path(cfg.out_dir) / "last.pt"
+    trial.set_user_attr("worker", worker_name())
     trial.set_user_attr("config", cfg.to_dict())
     trial.set_user_attr("checkpoint", str(Path(cfg.out_dir) / "best.pt"))
     trial.set_user_attr("seed", cfg.seed)

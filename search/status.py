@@ -1,8 +1,12 @@
-"""`sarsweep status --campaign FILE`: per variant and stage, trials by state, best value and params."""
+"""`sarsweep status --campaign FILE`: per variant and stage, trials by state, best value and params;
+then every running trial with its worker, epoch and heartbeat age (what an operator chasing a
+stuck or dead worker needs: which host and pid, and whether the reaper is about to retry it).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from optuna.storages import RDBStorage
@@ -10,8 +14,22 @@ from optuna.trial import TrialState
 
 from search.campaign import STAGES, CampaignConfig
 from search.studies import StudyError, best_complete, load_stage_study
+from storage.rdb import heartbeat_ages
 
 STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+
+
+@dataclass
+class RunningTrial:
+    number: int
+    worker: str | None
+    """host:pid of the worker running it (recorded when its training starts)."""
+    epochs_done: int
+    epochs: int | None
+    seconds: float | None
+    """Since the trial started, on this host's clock against the worker's."""
+    beat_age: float | None
+    """Seconds since its last heartbeat, on the database's clock (None: no heartbeat row)."""
 
 
 @dataclass
@@ -24,6 +42,7 @@ class StageStatus:
     best_trial: int | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
     budget: int | None = None
+    running: list[RunningTrial] = field(default_factory=list)
 
 
 def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str) -> StageStatus:
@@ -37,6 +56,17 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     best = best_complete(trials)
     if best is not None:
         status.best_value, status.best_trial, status.best_params = best.value, best.number, best.params
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    if running:
+        ages = heartbeat_ages(storage, study._study_id)
+        now = datetime.now()  # Optuna stamps datetime_start with the worker's local clock
+        for t in running:
+            started = t.datetime_start
+            status.running.append(RunningTrial(
+                t.number, t.user_attrs.get("worker"), len(t.user_attrs.get("epochs", [])),
+                t.user_attrs.get("config", {}).get("epochs"),
+                None if started is None else max(0.0, (now - started).total_seconds()), ages.get(t._trial_id),
+            ))
     return status
 
 
@@ -60,6 +90,39 @@ def render(rows: list[StageStatus], objective: str) -> str:
     return "\n".join(lines)
 
 
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 90:
+        return f"{s}s"
+    if s < 90 * 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s // 60 % 60:02d}m"
+
+
+def render_running(rows: list[StageStatus], grace_period: float) -> str:
+    """Running trials, oldest heartbeat first; '' when none runs."""
+    running = sorted(((r, t) for r in rows for t in r.running),
+                     key=lambda rt: -1.0 if rt[1].beat_age is None else -rt[1].beat_age)
+    if not running:
+        return ""
+    head = f"{'variant':<12} {'stage':<6} {'trial':>5} {'epoch':>7} {'running':>8} {'last beat':>9}  worker"
+    lines = [f"running trials (stale after {grace_period:g}s without a heartbeat: the reaper fails and "
+             f"retries them):", head, "-" * len(head)]
+    for r, t in running:
+        epoch = f"{t.epochs_done}/{t.epochs}" if t.epochs else "-"
+        beat = "never" if t.beat_age is None else f"{duration(t.beat_age)} ago"
+        note = ""
+        if t.beat_age is None:
+            note = "  NO HEARTBEAT (never reaped: fail it by hand if its worker is gone)"
+        elif t.beat_age > grace_period:
+            note = "  STALE (its worker is gone or cut off; the next reaper pass retries it)"
+        lines.append(f"{r.variant:<12} {r.stage:<6} {'#' + str(t.number):>5} {epoch:>7} {duration(t.seconds):>8} "
+                     f"{beat:>9}  {t.worker or '-'}{note}")
+    return "\n".join(lines)
+
+
 def campaign_status(storage: RDBStorage, campaign: CampaignConfig) -> list[StageStatus]:
     return [stage_status(storage, campaign, v, s) for v in campaign.variants for s in STAGES]
 
@@ -68,4 +131,5 @@ def waiting_promotions(rows: list[StageStatus]) -> int:
     return sum(r.counts.get("WAITING", 0) for r in rows if r.stage == "full" and r.exists)
 
 
-__all__ = ["StageStatus", "campaign_status", "render", "stage_status", "waiting_promotions"]
+__all__ = ["RunningTrial", "StageStatus", "campaign_status", "render", "render_running", "stage_status",
+           "waiting_promotions"]

@@ -412,6 +412,27 @@ def claim_counts(storage: RDBStorage, study_id: int, conn: Connection | None = N
     return int(waiting), int(originals)
 
 
+def heartbeat_ages(storage: RDBStorage, study_id: int) -> dict[int, float | None]:
+    """Seconds since the last heartbeat of each RUNNING trial of a study, by trial id (None: the
+    trial has no heartbeat row, and Optuna never reaps it).
+
+    Measured on the database's clock, the one the reaper judges staleness by (Optuna's
+    `_get_stale_trial_ids`), so a status host whose clock is off does not misreport.
+    """
+    from optuna.storages._rdb.models import TrialHeartbeatModel, TrialModel
+    from optuna.trial import TrialState
+    from sqlalchemy import func, select
+
+    query = (select(TrialModel.trial_id, TrialHeartbeatModel.heartbeat)
+             .outerjoin(TrialHeartbeatModel, TrialHeartbeatModel.trial_id == TrialModel.trial_id)
+             .where(TrialModel.study_id == study_id, TrialModel.state == TrialState.RUNNING))
+    with storage.engine.connect() as conn:
+        # PostgreSQL's now() is timezone-aware, the stored heartbeat naive (as in Optuna's check).
+        now = conn.execute(select(func.now())).scalar_one().replace(tzinfo=None)
+        rows = conn.execute(query).all()
+    return {tid: None if beat is None else max(0.0, (now - beat).total_seconds()) for tid, beat in rows}
+
+
 def one_row(engine: Engine, query: Any, conn: Connection | None = None) -> Any:
     """A query's one row, on `conn` when given (the study lock's: a lock holder must not take a
     second pooled connection, see reap_allowed), else on a connection of its own."""

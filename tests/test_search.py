@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -182,6 +183,21 @@ def _first_checkpoint(art: Path, proc: subprocess.Popen, timeout: float = 120) -
         time.sleep(0.05)
 
 
+def _running_row(campaign: Path, url: str, tmp_path: Path, grace: int, stale: bool = False) -> list[str]:
+    """The one running trial's row of `sarsweep status`, split; its STALE mark checked."""
+    done = run_cli("status", "--campaign", str(campaign), "--storage", url, "--heartbeat-interval", "1",
+                   "--grace-period", str(grace), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    at = next((i for i, line in enumerate(lines) if line.startswith("running trials")), None)
+    assert at is not None, done.stdout
+    assert f"stale after {grace}s" in lines[at] and lines[at + 1].split()[:3] == ["variant", "stage", "trial"]
+    rows = [line for line in lines[at + 3:] if line.startswith("baseline")]
+    assert len(rows) == 1, done.stdout
+    assert ("STALE" in rows[0]) == stale, rows[0]
+    return rows[0].split("  STALE")[0].split()
+
+
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, write_campaign, tmp_path: Path) -> None:
     path = write_campaign(quick={"trials": 1, "epochs": 25})
@@ -199,6 +215,10 @@ def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, writ
         assert t0.state == TrialState.FAIL and t0.user_attrs["fail_reason"] == "worker stopped by SIGTERM"
     else:
         time.sleep(3)  # past the grace period: the next worker finds trial 0 stale
+        # ... and before it, `sarsweep status` shows the operator whose trial it is and how far it got
+        row = _running_row(path, pg_url, tmp_path, grace=2, stale=True)
+        assert row[:3] == ["baseline", "quick", "#0"] and row[-1] == f"{socket.gethostname()}:{first.pid}", row
+        assert 1 <= int(row[3].split("/")[0]) < 25 and row[3].endswith("/25") and row[6] == "ago", row
     second = run_cli(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     t0, retry = trials_of(pg_url, "t.baseline.quick")
@@ -226,6 +246,8 @@ def test_reaper_retries_a_dead_workers_trial_with_no_other_worker(pg_url: str, w
     assert trial is not None
     trial.suggest_float("lr", 1e-4, 1e-2, log=True)  # ... and no heartbeat after its first
     storage.engine.dispose()
+    row = _running_row(path, pg_url, tmp_path, grace=60)  # fresh: no STALE mark, no epoch or worker yet
+    assert row[:4] == ["baseline", "quick", "#0", "-"] and row[6:] == ["ago", "-"], row
     time.sleep(3)  # past the grace period; nothing else touches the study
     reaped = run_cli("reaper", "--campaign", str(path), "--storage", pg_url, "--once", *beat, cwd=tmp_path)
     assert reaped.returncode == 0, reaped.stderr
