@@ -147,6 +147,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         value = f"value {frozen.value:.4f}" if frozen.value is not None else frozen.user_attrs.get("fail_reason", "")
         print(f"trial {trial.number} {state.name.lower()} {value}", flush=True)
 
+    from search.objective import worker_name
+
+    # The name `sarsweep status` shows beside this worker's running trials.
+    print(f"worker {worker_name()} on {campaign.study_name(args.variant, args.stage)}", flush=True)
     summary = run_worker(storage, campaign, args.variant, args.stage, artifacts_root(args.artifacts),
                          device=args.device, worker_index=args.worker_index, on_trial=report)
     print(summary.line(), flush=True)

@@ -217,7 +217,9 @@ def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, writ
         time.sleep(3)  # past the grace period: the next worker finds trial 0 stale
         # ... and before it, `sarsweep status` shows the operator whose trial it is and how far it got
         row = _running_row(path, pg_url, tmp_path, grace=2, stale=True)
-        assert row[:3] == ["baseline", "quick", "#0"] and row[-1] == f"{socket.gethostname()}:{first.pid}", row
+        worker = f"{socket.gethostname()}:{first.pid}"
+        assert row[:3] == ["baseline", "quick", "#0"] and row[-1] == worker, row
+        assert first_out[0].startswith(f"worker {worker} on t.baseline.quick\n"), first_out  # its log says so too
         assert 1 <= int(row[3].split("/")[0]) < 25 and row[3].endswith("/25") and row[6] == "ago", row
     second = run_cli(*args, cwd=tmp_path)
     assert second.returncode == 0, second.stderr
