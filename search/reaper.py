@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 
 from search.campaign import STAGES, CampaignConfig
 from storage.locks import locked_transaction, rdb_of
+from storage.rdb import claim_counts
 
 log = logging.getLogger("sarsweep.reaper")
 
@@ -59,7 +60,7 @@ def reap_locked(study: optuna.Study, conn: Connection | None = None) -> list[int
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
     failed = sorted(n for tid, n in running.items() if storage.get_trial(tid).state == TrialState.FAIL)
-    requeue_lost(study)
+    requeue_lost(study, conn)
     return failed
 
 
@@ -72,14 +73,15 @@ def _lost_retry(last: FrozenTrial) -> bool:
     return reason is None or str(reason).startswith("worker stopped")
 
 
-def requeue_lost(study: optuna.Study) -> list[int]:
+def requeue_lost(study: optuna.Study, conn: Connection | None = None) -> list[int]:
     """Queue the retry of every retry-worthy FAILed trial that has none (within max_retry).
 
     Trials are grouped by the original they retry (Optuna's `failed_trial` system attr); only
-    a chain whose newest member is such a FAIL has lost its retry. Call under the study lock.
-    Returns the original numbers re-queued.
+    a chain whose newest member is such a FAIL has lost its retry. Call under the study lock
+    (`conn`: its connection). Returns the original numbers re-queued.
     """
-    callback = rdb_of(study._storage).get_heartbeat_stale_trial_callback()
+    storage = rdb_of(study._storage)
+    callback = storage.get_heartbeat_stale_trial_callback()
     if callback is None:
         return []
     chains: dict[int, list[FrozenTrial]] = defaultdict(list)
@@ -89,9 +91,9 @@ def requeue_lost(study: optuna.Study) -> list[int]:
     for original, chain in sorted(chains.items()):
         last = max(chain, key=lambda t: t.number)
         if _lost_retry(last):
-            before = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+            before = claim_counts(storage, study._study_id, conn)[0]
             callback(study, copy.deepcopy(last))  # honours max_retry through retry_history
-            if len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))) > before:
+            if claim_counts(storage, study._study_id, conn)[0] > before:  # WAITING trials, one COUNT
                 log.warning("trial %d of %s had lost its retry: re-queued", last.number, study.study_name)
                 queued.append(original)
     return queued

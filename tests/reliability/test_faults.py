@@ -247,8 +247,9 @@ def test_kill_9_with_no_other_worker_is_reaped_retried_and_resumed(pg: Cluster, 
 
 def test_a_lost_retry_is_requeued_once(pg: Cluster, db) -> None:  # type: ignore[no-untyped-def]
     """A process killed between Optuna's FAIL and its retry enqueue leaves a FAIL with no retry."""
-    from search.reaper import reap_study
+    from search.reaper import reap_study, requeue_lost
     from storage import StorageSettings, open_storage
+    from storage.locks import locked_transaction
 
     _, url = db
     create_study(url)
@@ -269,6 +270,12 @@ def test_a_lost_retry_is_requeued_once(pg: Cluster, db) -> None:  # type: ignore
     ts = trials(url)
     assert [(t.number, t.state) for t in ts] == [(0, TrialState.FAIL), (1, TrialState.WAITING)]
     assert ts[1].params == ts[0].params and ts[1].system_attrs["failed_trial"] == 0
+    # The retry's own retry lost too: requeue_lost reports the chain's original, and only once.
+    storage.set_trial_state_values(ts[1]._trial_id, TrialState.FAIL)
+    for expected in ([0], []):
+        with locked_transaction(storage, "s") as conn:
+            assert requeue_lost(study, conn) == expected
+    assert [(t.number, t.state) for t in trials(url)][1:] == [(1, TrialState.FAIL), (2, TrialState.WAITING)]
     figures(test="lost_retry_requeued", reapers=5, retries_queued=1)
 
 
