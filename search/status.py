@@ -115,7 +115,7 @@ def render_running(rows: list[StageStatus], grace_period: float) -> str:
         beat = "never" if t.beat_age is None else f"{duration(t.beat_age)} ago"
         note = ""
         if t.beat_age is None:
-            note = "  NO HEARTBEAT (never reaped: fail it by hand if its worker is gone)"
+            note = "  NO HEARTBEAT (not claimed by a sarsweep worker: no reaper will ever fail it)"
         elif t.beat_age > grace_period:
             note = "  STALE (its worker is gone or cut off; the next reaper pass retries it)"
         lines.append(f"{r.variant:<12} {r.stage:<6} {'#' + str(t.number):>5} {epoch:>7} {duration(t.seconds):>8} "
