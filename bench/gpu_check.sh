@@ -3,7 +3,9 @@
 #   1. the CUDA path end to end through the CLI on SQLite: init, quick worker, promote, full
 #      worker, export, and `sarsweep train` of the exported YAML;
 #   2. bench/trial_overhead.py at 256x256 on the GPU (residual, base 64);
-#   3. bench/gpu_speed.py (fp32 eager vs bf16 + channels_last, and torch.compile).
+#   3. bench/gpu_speed.py: fp32 eager vs bf16 + channels_last, with each step's host issue time,
+#      and bf16 under CUDA graphs (--graphs). Two earlier H100 runs timed plain torch.compile
+#      (docs/benchmarks.md); the open question is whether the small variants are launch-bound.
 # Outputs land in $OUT (default /tmp/sarsweep-gpu-check). Needs the project's imports on
 # PYTHONPATH; wheels in .whl/ (optuna and what it needs) are installed first when present.
 set -uo pipefail
@@ -48,4 +50,4 @@ python3 bench/trial_overhead.py --variant residual --base 64 --patch 256 --scene
     --train-patches 384 --val-patches 128 2>&1 | grep -v "^\[I " | tee "$OUT/trial_overhead.txt"
 
 echo "== 3. gpu_speed"
-timeout 330 python3 bench/gpu_speed.py --compile --json "$OUT/gpu_speed.json" 2>&1 | tee "$OUT/gpu_speed.txt"
+timeout 330 python3 bench/gpu_speed.py --graphs --json "$OUT/gpu_speed.json" 2>&1 | tee "$OUT/gpu_speed.txt"

@@ -1,6 +1,6 @@
 """Training throughput of each variant on a CUDA GPU: fp32 eager vs bf16 autocast + channels_last.
 
-    python bench/gpu_speed.py [--patch 256] [--batch 16] [--steps 30] [--compile] [--json out.json]
+    python bench/gpu_speed.py [--patch 256] [--batch 16] [--steps 30] [--compile] [--graphs] [--json out.json]
     python bench/gpu_speed.py --smoke      # what CI runs: prints a skip line without CUDA
 
 Every mode trains through sarsweep's own `Run.train_epoch` (the code path trials use): patches
@@ -9,9 +9,13 @@ Modes per variant:
   fp32   precision fp32, NCHW (contiguous) tensors: plain eager PyTorch
   bf16   what sarsweep does on CUDA: bf16 autocast + channels_last (+ cudnn.benchmark)
   bf16c  the same under torch.compile (with --compile; the compile time is reported apart)
+  bf16g  bf16 under torch.compile(mode="reduce-overhead"): CUDA graphs replay the step's kernels
+         without a launch each (with --graphs; a bench-only mode, not a config switch yet)
 For each: ms per step (median of --rounds epochs after a warm-up epoch), images/s, peak GPU
-memory, and input starvation: the share of a step the GPU would save if the batch were already
-in place, measured as 1 - (compute-only step time on a fixed batch) / (train_epoch step time).
+memory, input starvation: the share of a step the GPU would save if the batch were already
+in place, measured as 1 - (compute-only step time on a fixed batch) / (train_epoch step time),
+and host ms: the CPU time to issue one step from an idle queue (no sync inside). When host ms
+nears ms/step, the GPU waits on kernel launches, not on math: what CUDA graphs remove.
 Ends with the ratio line bf16 / fp32 (issue goal: >= 2.5x). Designed to finish in < 5 minutes
 on one H100. A benchmark, not a test: nothing is asserted.
 """
@@ -34,7 +38,7 @@ from training.config import TrainConfig
 from training.data import SplitData
 from training.trainer import Run
 
-MODES = ("fp32", "bf16", "bf16c")
+MODES = ("fp32", "bf16", "bf16c", "bf16g")
 
 
 def sync() -> None:
@@ -63,7 +67,9 @@ def build_run(variant: str, mode: str, args: argparse.Namespace, data: SplitData
         run.memory_format = torch.contiguous_format
         run.model.to(memory_format=torch.contiguous_format)
     compile_s = 0.0
-    if mode == "bf16c":
+    if mode == "bf16g":
+        run.model = torch.compile(run.net, mode="reduce-overhead")
+    if mode in ("bf16c", "bf16g"):
         t0 = time.perf_counter()
         run.train_epoch(progress=False)  # compiles forward and backward
         sync()
@@ -83,8 +89,9 @@ def time_epochs(run: Run, rounds: int) -> list[float]:
     return times
 
 
-def compute_only(run: Run, steps: int) -> float:
-    """The same step on one batch already in place: no indexing, no per-step host work."""
+def compute_only(run: Run, steps: int) -> tuple[float, float]:
+    """The same step on one batch already in place: no indexing, no per-step host work.
+    Returns (seconds per step, median host seconds to issue one step from an idle queue)."""
     x = run.train_x[: run.cfg.batch_size].contiguous(memory_format=run.memory_format)
     model, opt = run.model, run.optimizer
 
@@ -102,7 +109,15 @@ def compute_only(run: Run, steps: int) -> float:
     for _ in range(steps):
         step()
     sync()
-    return (time.perf_counter() - t0) / steps
+    per_step = (time.perf_counter() - t0) / steps
+    issue = []
+    for _ in range(5):
+        sync()
+        t0 = time.perf_counter()
+        step()
+        issue.append(time.perf_counter() - t0)
+    sync()
+    return per_step, statistics.median(issue)
 
 
 def measure(variant: str, mode: str, args: argparse.Namespace, data: SplitData) -> dict:
@@ -111,12 +126,13 @@ def measure(variant: str, mode: str, args: argparse.Namespace, data: SplitData) 
         torch.cuda.reset_peak_memory_stats()
     run, compile_s = build_run(variant, mode, args, data)
     step_s = statistics.median(time_epochs(run, args.rounds))
-    fixed_s = compute_only(run, run.steps)
+    fixed_s, host_s = compute_only(run, run.steps)
     peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0
     row = {
         "variant": variant, "mode": mode, "params": run.params, "ms_per_step": 1e3 * step_s,
         "images_per_s": args.batch / step_s, "peak_mem_gib": peak,
         "starvation_pct": max(0.0, 100.0 * (1.0 - fixed_s / step_s)), "compile_s": compile_s,
+        "host_ms_per_step": 1e3 * host_s,
     }
     del run
     return row
@@ -131,6 +147,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="steps per timed epoch")
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs per mode (median taken)")
     parser.add_argument("--compile", action="store_true", help="also time bf16 under torch.compile")
+    parser.add_argument("--graphs", action="store_true",
+                        help="also time bf16 under torch.compile(mode='reduce-overhead') (CUDA graphs)")
     parser.add_argument("--compile-budget", type=float, default=150.0,
                         help="seconds after which no further variant is compiled (keeps the run < 5 min)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -149,8 +167,9 @@ def main() -> None:
     rows = []
     for variant in args.variants:
         modes = ["fp32", "bf16"]
-        if args.compile and time.perf_counter() - started < args.compile_budget:
-            modes.append("bf16c")
+        for flag, mode in ((args.compile, "bf16c"), (args.graphs, "bf16g")):
+            if flag and time.perf_counter() - started < args.compile_budget:
+                modes.append(mode)
         for mode in modes:
             rows.append(measure(variant, mode, args, data))
             r = rows[-1]
@@ -161,17 +180,19 @@ def main() -> None:
           f"batch {args.batch}, base_channels {args.base}, {args.steps} steps/epoch, median of {args.rounds} | "
           f"{time.perf_counter() - started:.0f} s")
     print(f"{'variant':<12} {'mode':<6} {'params':>11} {'ms/step':>8} {'img/s':>8} {'peak GiB':>9} "
-          f"{'starved %':>9} {'compile s':>9}")
+          f"{'starved %':>9} {'compile s':>9} {'host ms':>8}")
     for r in rows:
         print(f"{r['variant']:<12} {r['mode']:<6} {r['params']:>11,} {r['ms_per_step']:>8.2f} "
-              f"{r['images_per_s']:>8.0f} {r['peak_mem_gib']:>9.2f} {r['starvation_pct']:>9.1f} {r['compile_s']:>9.1f}")
+              f"{r['images_per_s']:>8.0f} {r['peak_mem_gib']:>9.2f} {r['starvation_pct']:>9.1f} {r['compile_s']:>9.1f} "
+              f"{r['host_ms_per_step']:>8.2f}")
     by = {(r["variant"], r["mode"]): r for r in rows}
     parts = []
     for variant in args.variants:
         fp32, bf16 = by[(variant, "fp32")], by[(variant, "bf16")]
         part = f"{variant} {fp32['ms_per_step'] / bf16['ms_per_step']:.2f}x"
-        if (variant, "bf16c") in by:
-            part += f" (compiled {fp32['ms_per_step'] / by[(variant, 'bf16c')]['ms_per_step']:.2f}x)"
+        for mode, label in (("bf16c", "compiled"), ("bf16g", "graphs")):
+            if (variant, mode) in by:
+                part += f" ({label} {fp32['ms_per_step'] / by[(variant, mode)]['ms_per_step']:.2f}x)"
         parts.append(part)
     if args.json:
         args.json.write_text(json.dumps({"device": name, "torch": torch.__version__, "host": platform.node(),
