@@ -49,6 +49,7 @@ def test_gpu_speed_skips_cleanly_without_cuda() -> None:
 def test_gpu_speed_logic_runs_on_the_cpu() -> None:
     out = bench("bench/gpu_speed.py", "--smoke", "--device", "cpu", "--variants", "baseline")
     assert re.search(r"^baseline\s+fp32\s", out, re.M) and re.search(r"^baseline\s+bf16\s", out, re.M)
+    assert re.search(r"^variant .* host ms$", out, re.M) and re.search(r"^baseline\s+bf16\s.*\s\d+\.\d\d$", out, re.M)
     assert out.strip().splitlines()[-1].startswith("ratio bf16/fp32 speed-up: baseline ")
 
 
