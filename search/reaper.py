@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from search.campaign import STAGES, CampaignConfig
 from storage.locks import locked_transaction, rdb_of
-from storage.rdb import claim_counts
+from storage.queries import claim_counts
 
 log = logging.getLogger("sarsweep.reaper")
 

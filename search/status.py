@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 
 from search.campaign import STAGES, CampaignConfig
 from search.studies import StudyError, best_complete, load_stage_study
-from storage.rdb import heartbeat_ages
+from storage.queries import heartbeat_ages
 
 STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
 

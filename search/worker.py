@@ -37,7 +37,7 @@ from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
 from storage import artifact_store
 from storage.locks import locked_transaction, rdb_of
-from storage.rdb import claim_counts
+from storage.queries import claim_counts
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 log = logging.getLogger("sarsweep.worker")
