@@ -102,9 +102,9 @@ def duration(seconds: float | None) -> str:
 
 
 def render_running(rows: list[StageStatus], grace_period: float) -> str:
-    """Running trials, oldest heartbeat first; '' when none runs."""
+    """Running trials, those without a heartbeat first, then the oldest heartbeat first; '' when none runs."""
     running = sorted(((r, t) for r in rows for t in r.running),
-                     key=lambda rt: -1.0 if rt[1].beat_age is None else -rt[1].beat_age)
+                     key=lambda rt: (0, 0.0) if rt[1].beat_age is None else (1, -rt[1].beat_age))
     if not running:
         return ""
     head = f"{'variant':<12} {'stage':<6} {'trial':>5} {'epoch':>7} {'running':>8} {'last beat':>9}  worker"

@@ -356,6 +356,22 @@ def test_status_shows_states_and_best(pg_url: str, write_campaign, tmp_path: Pat
     assert lines[-1].startswith("t: 5 trials (3 complete, 0 pruned, 0 failed, 0 running, 2 waiting)")
 
 
+def test_status_lists_unbeaten_then_stalest_running_trials_first() -> None:
+    from search.status import RunningTrial, StageStatus, render_running
+
+    quick = StageStatus("residual", "quick", True, running=[
+        RunningTrial(3, "gpu-a:11", 2, 20, 700.0, 4.0), RunningTrial(5, "gpu-b:12", 0, 20, 130.0, 125.0)])
+    full = StageStatus("residual", "full", True, running=[RunningTrial(0, None, 0, None, 6000.0, None)])
+    lines = render_running([quick, full], grace_period=120).splitlines()
+    assert lines[0].startswith("running trials (stale after 120s without a heartbeat")
+    assert [line.split()[:3] for line in lines[3:]] == [["residual", "full", "#0"], ["residual", "quick", "#5"],
+                                                       ["residual", "quick", "#3"]]
+    assert lines[3].split()[3:6] == ["-", "1h40m", "never"] and "NO HEARTBEAT" in lines[3]
+    assert lines[4].split()[3:8] == ["0/20", "2m10s", "2m05s", "ago", "gpu-b:12"] and "STALE" in lines[4]
+    assert lines[5].split()[3:] == ["2/20", "11m40s", "4s", "ago", "gpu-a:11"]
+    assert render_running([StageStatus("residual", "quick", True)], 120) == ""
+
+
 def test_status_before_init_says_so(write_campaign, tmp_path: Path) -> None:
     done = run_cli("status", "--campaign", str(write_campaign()), "--storage", f"sqlite:///{tmp_path / 'e.db'}",
                    cwd=tmp_path)
