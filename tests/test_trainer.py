@@ -187,10 +187,15 @@ def test_trains_on_real_sentinel1_chips(tiny_config, s1: Path, variant: str) -> 
 
 
 @pytest.mark.slow
-def test_compiled_training_saves_plain_weights_and_resumes_eagerly(tiny_config, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_compiled_training_saves_plain_weights_and_resumes_eagerly(tiny_config, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                    monkeypatch) -> None:
     from training.checkpoint import model_from_checkpoint
+    from training.data import cache_root
 
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     compiled = train(tiny_config(epochs=1, compile=True), progress=False)
+    # The compiled kernels persist beside the patch cache (a volume in compose), not in /tmp.
+    assert any((cache_root() / "inductor").rglob("*.py")), "no compiled code in the sarsweep cache"
     state = torch.load(compiled.last_path, weights_only=True)
     assert state["config"]["compile"] is True
     assert not [k for k in state["model"] if k.startswith("_orig_mod.")]  # torch.compile's wrapper prefix

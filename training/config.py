@@ -140,9 +140,10 @@ class TrainConfig:
     """Validation patches drawn in preview.png (input, reconstruction, error) at each new best
     epoch and at the end; 0 = no previews."""
     compile: bool = False
-    """Train through torch.compile. On an H100 (bench/gpu_speed.py) it made the bf16 step 1.2-1.7x
-    faster for residual and attention, at 24-44 s of compiling per trial: worth it for long runs
-    of the big variants, not for short quick trials or baseline (it was slower there)."""
+    """Train through torch.compile. On an H100 (bench/gpu_speed.py) it made the bf16 step 1.1-1.7x
+    faster for residual and attention, at 24-53 s of compiling the first time a worker meets a
+    model shape (later trials of that shape reuse it; compiled kernels persist in the sarsweep
+    cache): worth it for long runs of the big variants, not for baseline (it was slower there)."""
 
     def __post_init__(self) -> None:
         from models import list_models  # deferred: keeps `import training.config` torch-free

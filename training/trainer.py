@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
 import queue
 import threading
 import time
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from models import count_parameters, create_model
 from training.checkpoint import FORMAT, config_of, load_checkpoint, save_atomic
 from training.config import TrainConfig
-from training.data import SplitData, load_data
+from training.data import SplitData, cache_root, load_data
 from training.errors import CheckpointError, NonFiniteLossError
 from training.metrics import psnr, ssim
 
@@ -110,6 +111,10 @@ class Run:
         # "_orig_mod." prefix). Validation and previews run net eagerly: eval mode and the
         # validation batch shape would each cost a recompile for a forward-only minority of time.
         self.net = create_model(cfg.variant, **cfg.model_kwargs).to(self.device, memory_format=self.memory_format)
+        if cfg.compile:
+            # Compiled kernels go beside the prepared patches (node-local; a volume in compose) instead
+            # of /tmp, so a restarted worker or a new container reuses them (docs/benchmarks.md).
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_root() / "inductor"))
         self.model: nn.Module = torch.compile(self.net) if cfg.compile else self.net  # type: ignore[assignment]
         self.params = count_parameters(self.net)
         opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
