@@ -204,6 +204,49 @@ def test_restart_and_outage_pause_workers_and_fail_nothing(pg: Cluster, db) -> N
             recovery_after_outage_s=round(outage_recovery, 2), failed=0, trials=budget)
 
 
+def test_a_training_worker_trains_through_a_restart_and_an_outage(pg: Cluster, db, write_campaign,  # type: ignore[no-untyped-def]
+                                                                   tmp_path: Path) -> None:
+    """The real trainer, not the trivial objective: per-epoch reports from the training thread,
+    preview uploads and checkpoints from the background writer, heartbeat and reaper threads,
+    all on a pool of two connections, through a restart and then a 4 s outage."""
+    _, url = db
+    epochs, budget = 50, 2
+    path = write_campaign(quick={"trials": budget, "epochs": epochs})
+    init(path, url, tmp_path)
+    worker = start_cli("worker", "--campaign", str(path), "--storage", url, "--variant", "baseline", "--stage",
+                       "quick", "--artifacts", str(tmp_path / "art"), "--heartbeat-interval", "1", "--grace-period",
+                       "3", cwd=tmp_path)
+
+    def epochs_done() -> int:
+        return sum(len(t.intermediate_values) for t in trials(url, "t.baseline.quick"))
+
+    with dumped_on_failure([worker]):
+        assert wait_until(lambda: epochs_done() >= 3, 120, 0.1)  # training, not starting up
+        t0 = time.monotonic()
+        pg.restart("fast")
+        before = epochs_done()
+        assert wait_until(lambda: epochs_done() > before, 60, 0.1)
+        restart_recovery = time.monotonic() - t0
+        mid_trial = any(t.state == TrialState.RUNNING and t.intermediate_values for t in trials(url, "t.baseline.quick"))
+        pg.stop("fast")
+        time.sleep(4)
+        t1 = time.monotonic()
+        pg.start()
+        before = epochs_done()
+        assert wait_until(lambda: epochs_done() > before, 60, 0.1)
+        outage_recovery = time.monotonic() - t1
+        stdout, stderr = worker.communicate(timeout=300)
+    assert mid_trial, "the outage began between trials: it tested the claim, not training"
+    assert worker.returncode == 0, stderr
+    ts = trials(url, "t.baseline.quick")
+    assert_exact(ts, budget)  # nothing failed, nothing retried
+    assert all(sorted(t.intermediate_values) == list(range(1, epochs + 1)) for t in ts)  # no epoch lost
+    assert all("preview_artifact" in t.user_attrs for t in ts)  # the background writer's uploads went through
+    assert stdout.count(" complete ") == budget, stdout
+    figures(test="training_worker_restart_and_outage", recovery_after_restart_s=round(restart_recovery, 2),
+            outage_s=4, recovery_after_outage_s=round(outage_recovery, 2), trials=budget, epochs=epochs)
+
+
 def test_kill_9_with_no_other_worker_is_reaped_retried_and_resumed(pg: Cluster, db, write_campaign,  # type: ignore[no-untyped-def]
                                                                     tmp_path: Path) -> None:
     _, url = db
