@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import resource
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -57,3 +61,67 @@ def test_missing_data_directory_is_one_line_exit_2(tmp_path: Path) -> None:
 def test_missing_config_file_is_one_line_exit_2(tmp_path: Path) -> None:
     done = sarsweep("train", "--config", "absent.yaml", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip() == "sarsweep: error: absent.yaml: config file not found"
+
+
+def test_an_unwritable_out_dir_is_one_line_exit_2_before_any_epoch(tmp_path: Path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the run's folder should go")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(blocker / "out", epochs=2)))
+    done = sarsweep("train", "--config", str(config), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"sarsweep: error: cannot write {blocker / 'out'}: a file is in the way of a folder"
+    assert "epoch " not in done.stdout  # found before training, not at the first checkpoint
+    assert blocker.read_text() == "a file where the run's folder should go"
+
+
+def test_an_unwritable_data_cache_is_one_line_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "cache"
+    blocker.write_text("")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out", data={"synthetic": {"seed": 11}})))
+    done = sarsweep("train", "--config", str(config), cwd=tmp_path, env={"SARSWEEP_CACHE": str(blocker / "sarsweep")})
+    assert done.returncode == 2
+    line = done.stderr.strip()
+    assert line.startswith(f"sarsweep: error: cannot write {blocker / 'sarsweep' / 'synthetic'}/") and "\n" not in line
+    assert line.endswith(": a file is in the way of a folder") and not (tmp_path / "out").exists()
+
+
+def test_a_disk_that_refuses_a_checkpoint_is_one_line_exit_2_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    """The OS refuses a write mid-file, as a full disk does: here EFBIG from a file-size limit
+    (needs no privileges; ENOSPC takes the same path). The tiny run's patch cache files are
+    under the limit, its 70 KB best.pt is over it."""
+    def limit_file_size() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+
+    out = tmp_path / "out"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(out, epochs=2)))
+    script = Path(sys.executable).parent / "sarsweep"
+    done = subprocess.run([str(script), "train", "--config", str(config)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, preexec_fn=limit_file_size)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"sarsweep: error: cannot write {out / 'best.pt'}: File too large"
+    assert list(out.iterdir()) == []  # no half checkpoint, no temp file
+
+
+def test_a_full_disk_is_one_line_exit_2_naming_the_checkpoint(tmp_path: Path) -> None:
+    """A real ENOSPC: the run's folder is a 64 KB tmpfs, mounted in a mount namespace of the
+    run's own (gone when it exits; needs root, which this machine and its CI have). Residual at
+    base 16 has weight tensors bigger than the disk, as every real model does, so the write fails
+    inside torch's writer, whose own message names no reason; the trainer's must."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(disk / "out", epochs=2, variant="residual", base_channels=16)))
+    script = Path(sys.executable).parent / "sarsweep"
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f'mount -t tmpfs -o size=64k tmpfs "{disk}" && "{script}" train --config "{config}"; rc=$?; '
+         f'ls -A "{disk}/out"; exit $rc'],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "mount:" not in done.stderr and "unshare:" not in done.stderr, done.stderr  # the disk was there
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"sarsweep: error: cannot write {disk / 'out' / 'best.pt'}: No space left on device"
+    assert done.stdout.strip().splitlines()[-1].startswith("epoch 1/2")  # `ls -A` of the folder: nothing after it

@@ -24,7 +24,18 @@ FORMAT = 1
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """torch.save through a temp file and a rename: readers never see half a checkpoint."""
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        # Through a Python file: on a full disk torch.save(path) says only "[enforce fail at
+        # inline_container.cc] unexpected pos"; with a file object the OSError (ENOSPC) is its context.
+        with open(tmp, "wb") as file:
+            try:
+                torch.save(obj, file)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from None
+                raise
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -36,6 +36,15 @@ class RasterReadError(DataError):
         super().__init__(f"cannot read SAR raster {self.path}: {reason}")
 
 
+class OutputError(SarsweepError):
+    """A file sarsweep writes (checkpoint, preview, cache, exported config) could not be written:
+    a read-only or full disk, a missing mount, a file where a folder should be."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path, self.reason = str(path), reason
+        super().__init__(f"cannot write {self.path}: {reason}")
+
+
 class CheckpointError(SarsweepError):
     """A checkpoint is missing, corrupt, or was made by a different config."""
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+from training.errors import OutputError
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
@@ -13,12 +17,43 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
 
     The rename is atomic on one filesystem, so concurrent writers (N workers preparing the same
     cache, say) and readers only ever see a whole file; the temp file is removed on failure.
+    An OSError (read-only or full disk, a file where a folder should be) is an OutputError
+    naming the file.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(path, os_reason(exc, path)) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def ensure_writable(directory: Path) -> None:
+    """Create `directory` and prove a file can be written in it, or raise OutputError naming it.
+
+    Called before work that would otherwise find out at its first checkpoint, an epoch or an
+    hour later."""
+    probe = directory / ".sarsweep-write-check"
+    try:
+        atomic_write(probe, lambda tmp: tmp.write_bytes(b""))
+    except OutputError as exc:
+        raise OutputError(directory, exc.reason) from None
+    with contextlib.suppress(OSError):
+        probe.unlink()
+
+
+def os_reason(exc: OSError, path: Path | None = None) -> str:
+    """'Read-only file system', 'No space left on device': the part a user acts on, and the
+    file it is about when that is not `path`, its folder or a temp file beside it."""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # what mkdir says when a file is in the way
+        reason = "a file is in the way of a folder"
+    else:
+        reason = exc.strerror or str(exc) or exc.__class__.__name__
+    if exc.filename and not (path and Path(exc.filename).is_relative_to(path.parent)):  # not a temp file beside it
+        reason += f" ({exc.filename})"
+    return reason

@@ -32,6 +32,7 @@ from training.checkpoint import FORMAT, config_of, load_checkpoint, save_atomic
 from training.config import TrainConfig
 from training.data import SplitData, cache_root, load_data
 from training.errors import CheckpointError, NonFiniteLossError
+from training.files import ensure_writable
 from training.metrics import psnr, ssim
 
 # Fields a resumed run may change: where it runs and how long it goes on.
@@ -341,7 +342,9 @@ def train(
     """
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
-    run = Run(cfg, data if data is not None else load_data(cfg.data, cfg.fraction))
+    data = data if data is not None else load_data(cfg.data, cfg.fraction)  # a data error writes nothing
+    ensure_writable(out_dir)  # now, not at the first checkpoint an epoch later
+    run = Run(cfg, data)
     last = Path(resume) if isinstance(resume, (str, Path)) else out_dir / "last.pt"
     if isinstance(resume, (str, Path)) or (resume and last.is_file()):
         run.restore(last)

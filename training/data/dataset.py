@@ -147,7 +147,6 @@ def prepare(cfg: DataConfig) -> PreparedData:
         return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"],
                             index["skipped"], array_path)
     prepared = _read_all(cfg, root, sources)
-    directory.mkdir(parents=True, exist_ok=True)
     atomic_write(array_path, lambda tmp: _save_npy(tmp, prepared.patches))
     index = {"files": prepared.files, "skipped": prepared.skipped,
              "patch_file": prepared.patch_file.tolist()}

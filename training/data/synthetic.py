@@ -17,6 +17,8 @@ import numpy as np
 from skimage.filters import gaussian
 
 from training.config import SyntheticConfig, config_hash
+from training.errors import OutputError
+from training.files import os_reason
 
 GENERATOR_VERSION = 1
 
@@ -54,15 +56,15 @@ def synthetic_dir(cfg: SyntheticConfig, channels: int, cache_root: Path) -> Path
     if target.is_dir():
         return target
     staging = cache_root / "synthetic" / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    staging.mkdir(parents=True)
     try:
+        staging.mkdir(parents=True)
         rng = np.random.default_rng(cfg.seed)
         for i in range(cfg.scenes):
             np.save(staging / f"scene_{i:04d}.npy", speckled_scene(rng, cfg.size, cfg.looks, channels))
         os.replace(staging, target)
-    except OSError:
+    except OSError as exc:
         if not target.is_dir():  # a concurrent writer did not win either: a real failure
-            raise
+            raise OutputError(target, os_reason(exc, target)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
