@@ -27,6 +27,8 @@ from storage import trial_dir
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import SplitData
+from training.errors import OutputError
+from training.files import os_reason
 from training.trainer import EpochResult, train
 
 if TYPE_CHECKING:
@@ -131,13 +133,16 @@ def upload_preview(trial: Trial, store: ArtifactStore, e: EpochResult) -> None:
     Uploaded as preview-epochNNN.png: the artifact keeps the file's name, and a trial has one
     preview per new best epoch, which a person tells apart by that name.
     """
-    with tempfile.TemporaryDirectory() as tmp:
-        named = Path(tmp) / f"preview-epoch{e.epoch:03d}.png"
-        shutil.copyfile(str(e.preview), named)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            artifact_id = upload_artifact(artifact_store=store, file_path=str(named), study_or_trial=trial,
-                                          mimetype="image/png")
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            named = Path(tmp) / f"preview-epoch{e.epoch:03d}.png"
+            shutil.copyfile(str(e.preview), named)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                artifact_id = upload_artifact(artifact_store=store, file_path=str(named), study_or_trial=trial,
+                                              mimetype="image/png")
+    except OSError as exc:
+        raise OutputError(exc.filename or "the artifact store", os_reason(exc)) from None
     trial.set_user_attr("preview_artifact", artifact_id)
     trial.set_user_attr("preview_epoch", e.epoch)
 

@@ -38,7 +38,8 @@ from search.studies import load_stage_study
 from storage import artifact_store
 from storage.locks import locked_transaction, rdb_of
 from storage.queries import claim_counts
-from training.errors import CheckpointError, ConfigError, NonFiniteLossError
+from training.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
+from training.files import ensure_writable
 
 log = logging.getLogger("sarsweep.worker")
 
@@ -186,7 +187,8 @@ def retry_later(study: optuna.Study, trial: Trial, reason: str) -> None:
     Under the study lock, so a reaper never sees the FAIL without its retry (and re-queues it).
     """
     trial.set_user_attr("fail_reason", reason)
-    with locked_transaction(study._storage, study.study_name):
+    with locked_transaction(study._storage, study.study_name), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the callback's, once per call
         frozen = study.tell(trial, state=TrialState.FAIL)
         RetryHeartbeatStaleTrialCallback()(study, frozen)
 
@@ -222,6 +224,11 @@ def run_one(study: optuna.Study, storage: RDBStorage, trial: Trial, objective: O
             return TrialState.PRUNED if _tell(study, trial, state=TrialState.PRUNED) else TrialState.FAIL
         except TRIAL_FAILURES as exc:
             return _fail(study, trial, f"{exc.__class__.__name__}: {exc}")
+        except OutputError as exc:
+            # The worker's disk, not the trial: every trial here would fail the same way. The
+            # trial is retried (from its last.pt) by a worker that can write; this one stops.
+            retry_later(study, trial, f"worker could not write its output: {exc}")
+            raise OutputError(exc.path, f"{exc.reason}; trial {trial.number} queued for retry") from None
         except RuntimeError as exc:
             if "out of memory" not in str(exc).lower():
                 raise
@@ -261,6 +268,7 @@ def run_worker(
     budget = campaign.quick.trials if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
+    ensure_writable(artifacts)  # an unwritable artifacts root stops the worker before it claims a trial
     ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts))
     return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), on_trial)
 

@@ -163,6 +163,10 @@ def test_export_then_train_reproduces_the_trial(pg_url: str, write_campaign, tmp
     trained = run_cli("train", "--config", str(tmp_path / "best.yaml"), cwd=tmp_path)
     assert trained.returncode == 0, trained.stderr
     assert f"val PSNR {best.user_attrs['val_psnr']:.2f} dB" in trained.stdout.splitlines()[-1]
+    blocked = run_cli("export", "--campaign", str(path), "--variant", "baseline", "--storage", pg_url,
+                      "-o", str(tmp_path / "best.yaml" / "again.yaml"), cwd=tmp_path)  # a file where a folder goes
+    assert blocked.returncode == 2 and blocked.stderr.strip() == (
+        f"sarsweep: error: cannot write {tmp_path / 'best.yaml' / 'again.yaml'}: a file is in the way of a folder")
 
 
 def test_export_without_a_complete_trial_is_a_clear_error(pg_url: str, write_campaign, tmp_path: Path) -> None:
@@ -229,6 +233,35 @@ def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, writ
     assert retry.user_attrs["start_epoch"] > 0  # resumed, not restarted
     assert retry.user_attrs["seed"] == t0.user_attrs["seed"]
     assert sorted(retry.intermediate_values) == list(range(1, 26))
+
+
+def test_a_worker_that_cannot_write_stops_with_one_line_and_its_trial_is_retried(pg_url: str, write_campaign,
+                                                                                 tmp_path: Path) -> None:
+    path = write_campaign(quick={"trials": 1})
+    init(path, pg_url, tmp_path)
+    args = ("worker", "--campaign", str(path), "--variant", "baseline", "--stage", "quick", "--storage", pg_url)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    refused = run_cli(*args, "--artifacts", str(blocker), cwd=tmp_path)  # a wrong mount: found before any claim
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"sarsweep: error: cannot write {blocker}: a file is in the way of a folder"
+    assert trials_of(pg_url, "t.baseline.quick") == []
+    # The root is fine, but trial 0's folder cannot be made: found when the trial starts.
+    art = tmp_path / "art"
+    trial_dir = art / "t" / "baseline" / "quick" / "trial_0000"
+    trial_dir.parent.mkdir(parents=True)
+    trial_dir.write_text("")
+    stopped = run_cli(*args, "--artifacts", str(art), cwd=tmp_path)
+    assert stopped.returncode == 2
+    assert stopped.stderr.strip() == (f"sarsweep: error: cannot write {trial_dir}: a file is in the way of a folder; "
+                                      "trial 0 queued for retry")
+    t0, retry = trials_of(pg_url, "t.baseline.quick")
+    assert t0.state == TrialState.FAIL and t0.user_attrs["fail_reason"].startswith("worker could not write its output")
+    assert retry.state == TrialState.WAITING and retry.params == t0.params
+    trial_dir.unlink()  # the disk is fixed: the next worker runs the retry
+    fixed = run_cli(*args, "--artifacts", str(art), cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stderr
+    assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
 def test_reaper_retries_a_dead_workers_trial_with_no_other_worker(pg_url: str, write_campaign, tmp_path: Path) -> None:
