@@ -70,7 +70,7 @@ def test_an_unwritable_out_dir_is_one_line_exit_2_before_any_epoch(tmp_path: Pat
     config.write_text(yaml.safe_dump(tiny_config_dict(blocker / "out", epochs=2)))
     done = sarsweep("train", "--config", str(config), cwd=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == f"sarsweep: error: cannot write {blocker / 'out'}: a file is in the way of a folder"
+    assert done.stderr.strip() == f"sarsweep: error: cannot write {blocker / 'out'}: {blocker} is a file, not a folder"
     assert "epoch " not in done.stdout  # found before training, not at the first checkpoint
     assert blocker.read_text() == "a file where the run's folder should go"
 
@@ -84,7 +84,7 @@ def test_an_unwritable_data_cache_is_one_line_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     line = done.stderr.strip()
     assert line.startswith(f"sarsweep: error: cannot write {blocker / 'sarsweep' / 'synthetic'}/") and "\n" not in line
-    assert line.endswith(": a file is in the way of a folder") and not (tmp_path / "out").exists()
+    assert line.endswith(f": {blocker} is a file, not a folder") and not (tmp_path / "out").exists()
 
 
 def test_a_disk_that_refuses_a_checkpoint_is_one_line_exit_2_and_leaves_no_partial_file(tmp_path: Path) -> None:

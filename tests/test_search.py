@@ -166,7 +166,8 @@ def test_export_then_train_reproduces_the_trial(pg_url: str, write_campaign, tmp
     blocked = run_cli("export", "--campaign", str(path), "--variant", "baseline", "--storage", pg_url,
                       "-o", str(tmp_path / "best.yaml" / "again.yaml"), cwd=tmp_path)  # a file where a folder goes
     assert blocked.returncode == 2 and blocked.stderr.strip() == (
-        f"sarsweep: error: cannot write {tmp_path / 'best.yaml' / 'again.yaml'}: a file is in the way of a folder")
+        f"sarsweep: error: cannot write {tmp_path / 'best.yaml' / 'again.yaml'}: {tmp_path / 'best.yaml'} is a file, "
+        "not a folder")
 
 
 def test_export_without_a_complete_trial_is_a_clear_error(pg_url: str, write_campaign, tmp_path: Path) -> None:
@@ -244,7 +245,7 @@ def test_a_worker_that_cannot_write_stops_with_one_line_and_its_trial_is_retried
     blocker.write_text("")
     refused = run_cli(*args, "--artifacts", str(blocker), cwd=tmp_path)  # a wrong mount: found before any claim
     assert refused.returncode == 2
-    assert refused.stderr.strip() == f"sarsweep: error: cannot write {blocker}: a file is in the way of a folder"
+    assert refused.stderr.strip() == f"sarsweep: error: cannot write {blocker}: {blocker} is a file, not a folder"
     assert trials_of(pg_url, "t.baseline.quick") == []
     # The root is fine, but trial 0's folder cannot be made: found when the trial starts.
     art = tmp_path / "art"
@@ -253,7 +254,7 @@ def test_a_worker_that_cannot_write_stops_with_one_line_and_its_trial_is_retried
     trial_dir.write_text("")
     stopped = run_cli(*args, "--artifacts", str(art), cwd=tmp_path)
     assert stopped.returncode == 2
-    assert stopped.stderr.strip() == (f"sarsweep: error: cannot write {trial_dir}: a file is in the way of a folder; "
+    assert stopped.stderr.strip() == (f"sarsweep: error: cannot write {trial_dir}: {trial_dir} is a file, not a folder; "
                                       "trial 0 queued for retry")
     t0, retry = trials_of(pg_url, "t.baseline.quick")
     assert t0.state == TrialState.FAIL and t0.user_attrs["fail_reason"].startswith("worker could not write its output")

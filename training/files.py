@@ -49,11 +49,13 @@ def ensure_writable(directory: Path) -> None:
 
 def os_reason(exc: OSError, path: Path | None = None) -> str:
     """'Read-only file system', 'No space left on device': the part a user acts on, and the
-    file it is about when that is not `path`, its folder or a temp file beside it."""
-    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # what mkdir says when a file is in the way
-        reason = "a file is in the way of a folder"
-    else:
-        reason = exc.strerror or str(exc) or exc.__class__.__name__
+    file it is about when that is not `path`, its folder or a temp file beside it. When a file
+    stands where one of `path`'s folders should be, that file is named."""
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR) and path is not None:  # mkdir met a file
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{blocker} is a file, not a folder"
+    reason = exc.strerror or str(exc) or exc.__class__.__name__
     if exc.filename and not (path and Path(exc.filename).is_relative_to(path.parent)):  # not a temp file beside it
         reason += f" ({exc.filename})"
     return reason
