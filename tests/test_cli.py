@@ -108,24 +108,45 @@ def test_a_disk_that_refuses_a_checkpoint_is_one_line_exit_2_and_leaves_no_parti
     assert list(out.iterdir()) == []  # no half checkpoint, no temp file
 
 
-def test_a_full_disk_is_one_line_exit_2_naming_the_checkpoint(tmp_path: Path) -> None:
-    """A real ENOSPC: the run's folder is a 64 KB tmpfs, mounted in a mount namespace of the
-    run's own (gone when it exits; needs root, which this machine and its CI have). Residual at
-    base 16 has weight tensors bigger than the disk, as every real model does, so the write fails
-    inside torch's writer, whose own message names no reason; the trainer's must."""
+def _on_a_small_disk(disk: Path, size: str, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` (sh) with a tmpfs of `size` on `disk`, in a mount namespace of its own (the
+    mount is gone when it exits). Needs root, which this machine and its CI have."""
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    disk = tmp_path / "disk"
     disk.mkdir()
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f'mount -t tmpfs -o size={size} tmpfs "{disk}" && {script}'],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert "mount:" not in done.stderr and "unshare:" not in done.stderr, done.stderr  # the disk was there
+    return done
+
+
+def test_a_full_disk_is_one_line_exit_2_naming_the_checkpoint(tmp_path: Path) -> None:
+    """A real ENOSPC under the run's folder. Residual at base 16 has weight tensors bigger than
+    the 64 KB disk, as every real model does, so the write fails inside torch's writer, whose
+    own message names no reason; the trainer's must."""
+    disk = tmp_path / "disk"
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(tiny_config_dict(disk / "out", epochs=2, variant="residual", base_channels=16)))
     script = Path(sys.executable).parent / "sarsweep"
-    done = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-         f'mount -t tmpfs -o size=64k tmpfs "{disk}" && "{script}" train --config "{config}"; rc=$?; '
-         f'ls -A "{disk}/out"; exit $rc'],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert "mount:" not in done.stderr and "unshare:" not in done.stderr, done.stderr  # the disk was there
+    done = _on_a_small_disk(disk, "64k", f'"{script}" train --config "{config}"; rc=$?; ls -A "{disk}/out"; exit $rc',
+                            tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip() == f"sarsweep: error: cannot write {disk / 'out' / 'best.pt'}: No space left on device"
     assert done.stdout.strip().splitlines()[-1].startswith("epoch 1/2")  # `ls -A` of the folder: nothing after it
+
+
+def test_a_full_cache_disk_is_one_line_exit_2_and_leaves_no_scene(tmp_path: Path) -> None:
+    """The patch cache's disk fills while the synthetic scenes are generated (numpy's own
+    message for it is "N requested and M written")."""
+    disk = tmp_path / "cache"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out", data={"synthetic": {"seed": 12}})))
+    script = Path(sys.executable).parent / "sarsweep"
+    done = _on_a_small_disk(disk, "16k", f'SARSWEEP_CACHE="{disk}" "{script}" train --config "{config}"; rc=$?; '
+                            f'ls -A "{disk}/synthetic"; exit $rc', tmp_path)
+    assert done.returncode == 2, done.stderr
+    line = done.stderr.strip()
+    assert line.startswith(f"sarsweep: error: cannot write {disk / 'synthetic'}/") and "\n" not in line
+    assert line.endswith(": No space left on device")
+    assert done.stdout.strip().splitlines()[-1].startswith("training baseline")  # `ls -A`: no scene, no staging folder

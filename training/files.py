@@ -8,6 +8,9 @@ import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
 
 from training.errors import OutputError
 
@@ -31,6 +34,24 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
     return path
+
+
+class _WriteOnly:
+    """A file seen through its write() alone: numpy then writes in chunks through Python's io."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.write = handle.write
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    """np.save to exactly `path` (np.save(path) would append ".npy"), synced to disk.
+
+    On a real file numpy writes with fwrite, and a full disk comes back as "131072 requested and
+    16352 written"; through Python's write() it is an OSError with its reason (ENOSPC)."""
+    with open(path, "wb") as handle:
+        np.save(_WriteOnly(handle), array)  # type: ignore[arg-type]
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def ensure_writable(directory: Path) -> None:

@@ -23,7 +23,7 @@ from training.data.patches import extract_patches
 from training.data.readers import read_raster
 from training.data.synthetic import synthetic_dir
 from training.errors import DataError, RasterReadError
-from training.files import atomic_write
+from training.files import atomic_write, write_npy
 
 log = logging.getLogger("sarsweep.data")
 CACHE_VERSION = 1
@@ -126,14 +126,6 @@ def _read_all(cfg: DataConfig, root: Path, sources: list[Path]) -> PreparedData:
     return PreparedData(patches.astype(np.float32, copy=False), owner, files, skipped)
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    # A handle, not a path: np.save would append ".npy" to the temp name.
-    with open(path, "wb") as handle:
-        np.save(handle, array)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def prepare(cfg: DataConfig) -> PreparedData:
     """All patches for `cfg`, from the on-disk cache when it has them."""
     root = data_root(cfg)
@@ -147,7 +139,7 @@ def prepare(cfg: DataConfig) -> PreparedData:
         return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"],
                             index["skipped"], array_path)
     prepared = _read_all(cfg, root, sources)
-    atomic_write(array_path, lambda tmp: _save_npy(tmp, prepared.patches))
+    atomic_write(array_path, lambda tmp: write_npy(tmp, prepared.patches))
     index = {"files": prepared.files, "skipped": prepared.skipped,
              "patch_file": prepared.patch_file.tolist()}
     atomic_write(index_path, lambda tmp: Path(tmp).write_text(json.dumps(index)))

@@ -18,7 +18,7 @@ from skimage.filters import gaussian
 
 from training.config import SyntheticConfig, config_hash
 from training.errors import OutputError
-from training.files import os_reason
+from training.files import os_reason, write_npy
 
 GENERATOR_VERSION = 1
 
@@ -60,7 +60,7 @@ def synthetic_dir(cfg: SyntheticConfig, channels: int, cache_root: Path) -> Path
         staging.mkdir(parents=True)
         rng = np.random.default_rng(cfg.seed)
         for i in range(cfg.scenes):
-            np.save(staging / f"scene_{i:04d}.npy", speckled_scene(rng, cfg.size, cfg.looks, channels))
+            write_npy(staging / f"scene_{i:04d}.npy", speckled_scene(rng, cfg.size, cfg.looks, channels))
         os.replace(staging, target)
     except OSError as exc:
         if not target.is_dir():  # a concurrent writer did not win either: a real failure
