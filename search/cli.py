@@ -144,7 +144,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     def report(trial, state) -> None:  # type: ignore[no-untyped-def]
         frozen = storage.get_trial(trial._trial_id)
-        value = f"value {frozen.value:.4f}" if frozen.value is not None else frozen.user_attrs.get("fail_reason", "")
+        attrs = frozen.user_attrs
+        if frozen.value is not None:
+            value = f"value {frozen.value:.4f}"
+            if "seconds" in attrs:
+                value += f" in {attrs['seconds']:.1f} s on {attrs.get('device', '?')}"
+        else:
+            value = attrs.get("fail_reason", "")
         print(f"trial {trial.number} {state.name.lower()} {value}", flush=True)
 
     from search.objective import worker_name

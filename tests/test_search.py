@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -59,6 +60,8 @@ def test_two_workers_share_the_budget_exactly(backend: str, pg_url: str, write_c
     assert all(t.state == TrialState.COMPLETE for t in trials)
     ran = sum(o[0].count(" complete ") for o in outputs)
     assert ran == 6
+    lines = [line for o in outputs for line in o[0].splitlines() if " complete " in line]
+    assert all(re.fullmatch(r"trial \d complete value \d+\.\d{4} in \d+\.\d s on cpu", line) for line in lines), lines
 
 
 def test_trials_record_metrics_per_epoch_and_a_seed(pg_url: str, write_campaign, tmp_path: Path) -> None:
