@@ -142,7 +142,8 @@ def upload_preview(trial: Trial, store: ArtifactStore, e: EpochResult) -> None:
                 artifact_id = upload_artifact(artifact_store=store, file_path=str(named), study_or_trial=trial,
                                               mimetype="image/png")
     except OSError as exc:
-        raise OutputError(exc.filename or "the artifact store", os_reason(exc)) from None
+        where = Path(exc.filename) if exc.filename else None  # os_reason names the file only when it is elsewhere
+        raise OutputError(where or "the artifact store", os_reason(exc, where)) from None
     trial.set_user_attr("preview_artifact", artifact_id)
     trial.set_user_attr("preview_epoch", e.epoch)
 
