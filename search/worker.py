@@ -36,6 +36,7 @@ from search.campaign import CampaignConfig
 from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
 from storage import artifact_store
+from storage.artifacts import artifact_dir
 from storage.locks import locked_transaction, rdb_of
 from storage.queries import claim_counts
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
@@ -268,7 +269,9 @@ def run_worker(
     budget = campaign.quick.trials if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
-    ensure_writable(artifacts)  # an unwritable artifacts root stops the worker before it claims a trial
+    # An unwritable artifacts root, or artifact store in it, stops the worker before it claims a trial.
+    for folder in (artifacts, artifact_dir(artifacts)):
+        ensure_writable(folder)
     ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts))
     return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), on_trial)
 

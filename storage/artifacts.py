@@ -22,9 +22,14 @@ def artifacts_root(cli_value: str | None = None) -> Path:
     return Path(cli_value or os.environ.get(ENV_VAR) or DEFAULT_ROOT)
 
 
+def artifact_dir(root: Path) -> Path:
+    """The folder of the Optuna artifact store under `root`."""
+    return root / "optuna-artifacts"
+
+
 def artifact_store(root: Path) -> FileSystemArtifactStore:
     """The Optuna artifact store workers upload previews to and the dashboard serves from."""
-    path = root / "optuna-artifacts"
+    path = artifact_dir(root)
     path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(path)
 

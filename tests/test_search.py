@@ -250,8 +250,15 @@ def test_a_worker_that_cannot_write_stops_with_one_line_and_its_trial_is_retried
     assert refused.returncode == 2
     assert refused.stderr.strip() == f"sarsweep: error: cannot write {blocker}: {blocker} is a file, not a folder"
     assert trials_of(pg_url, "t.baseline.quick") == []
-    # The root is fine, but trial 0's folder cannot be made: found when the trial starts.
     art = tmp_path / "art"
+    (art / "optuna-artifacts").parent.mkdir()
+    (art / "optuna-artifacts").write_text("")  # the previews' store cannot be made either
+    refused = run_cli(*args, "--artifacts", str(art), cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        f"sarsweep: error: cannot write {art / 'optuna-artifacts'}: {art / 'optuna-artifacts'} is a file, not a folder")
+    (art / "optuna-artifacts").unlink()
+    assert trials_of(pg_url, "t.baseline.quick") == []
+    # The root is fine, but trial 0's folder cannot be made: found when the trial starts.
     trial_dir = art / "t" / "baseline" / "quick" / "trial_0000"
     trial_dir.parent.mkdir(parents=True)
     trial_dir.write_text("")
