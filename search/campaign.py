@@ -51,6 +51,10 @@ class ParamSpec:
         require(not self.log or self.low > 0, "low", f"a log range needs low > 0, got {self.low}")
         require(self.step is None or self.step > 0, "step", f"must be positive, got {self.step}")
 
+    def largest(self) -> Any:
+        """The top of the range, or the largest choice (numeric specs only)."""
+        return max(self.choices) if self.choices is not None else self.high
+
 
 def default_space() -> dict[str, ParamSpec]:
     """The research group's search space (quick stage), overridable key by key."""
@@ -142,7 +146,7 @@ class CampaignConfig:
                      f"{', '.join(sorted(train_fields - NOT_SEARCHABLE))})")
         for variant in self.variants:
             warmup = self.space(variant).get("warmup_epochs")
-            top = max(warmup.choices) if warmup and warmup.choices else (warmup.high if warmup else 0)
+            top = warmup.largest() if warmup else 0
             for stage in STAGES:
                 epochs = self.stage(stage).epochs
                 require(top is None or top <= epochs, "search.warmup_epochs",
@@ -150,6 +154,15 @@ class CampaignConfig:
 
     def space(self, variant: str) -> dict[str, ParamSpec]:
         return {**self.search, **self.overrides.get(variant, {})}
+
+    def largest_model(self, variant: str) -> dict[str, int]:
+        """Model kwargs of the variant's largest trial: each searched size (base_channels, ...)
+        at the top of its range; what a worker must have disk for."""
+        kwargs = self.train.model_kwargs
+        for key, spec in self.space(variant).items():
+            if key in kwargs:
+                kwargs[key] = int(spec.largest())
+        return kwargs
 
     def stage(self, stage: str) -> QuickStage | FullStage:
         return self.quick if stage == "quick" else self.full

@@ -40,7 +40,7 @@ from storage.artifacts import artifact_dir
 from storage.locks import locked_transaction, rdb_of
 from storage.queries import claim_counts
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
-from training.files import ensure_writable
+from training.files import ensure_free, ensure_writable
 
 log = logging.getLogger("sarsweep.worker")
 
@@ -263,17 +263,26 @@ def run_worker(
     """Run trials of (variant, stage) until the study is done or a signal stops the worker."""
     # Deferred: the training stack (torch) is not needed by work() itself (search/loadtest.py).
     from search.objective import TrialContext, run_trial
+    from training.checkpoint import checkpoint_bytes
     from training.data import load_data
 
     study = load_stage_study(storage, campaign, variant, stage, worker_index, create=create_study)
     budget = campaign.quick.trials if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
-    # An unwritable artifacts root, or artifact store in it, stops the worker before it claims a trial.
-    for folder in (artifacts, artifact_dir(artifacts)):
-        ensure_writable(folder)
+    need = checkpoint_bytes(variant, campaign.largest_model(variant))
+
+    def check_disk() -> None:
+        """Before every claim: a disk that cannot take the largest trial's checkpoints stops the
+        worker with no trial claimed. A restart loop (compose's on-failure) then only probes,
+        and no trial is failed (and its retry spent) at its first checkpoint."""
+        for folder in (artifacts, artifact_dir(artifacts)):
+            ensure_writable(folder)
+        ensure_free(artifacts, need, f"{variant} trials' checkpoints")
+
+    check_disk()  # before the artifact store is made
     ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts))
-    return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), on_trial)
+    return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), on_trial, check_disk)
 
 
 def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None) -> Trial | None:
@@ -293,9 +302,11 @@ def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: i
 
 def work(
     study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None, objective: Objective,
-    on_trial: Callable[[Trial, TrialState], None] | None = None,
+    on_trial: Callable[[Trial, TrialState], None] | None = None, before_claim: Callable[[], None] | None = None,
 ) -> WorkerSummary:
-    """The worker loop over any objective: reap, claim under the lock, run with heartbeats, tell."""
+    """The worker loop over any objective: reap, claim under the lock, run with heartbeats, tell.
+
+    `before_claim` runs before each claim; what it raises ends the loop with no trial claimed."""
     summary = WorkerSummary(study.study_name)
     # Reap the study on a timer too: a dead peer's trial is retried while this worker trains.
     period = float(storage.grace_period or 120)
@@ -303,6 +314,8 @@ def work(
         while True:
             trial = None
             try:
+                if before_claim is not None:
+                    before_claim()
                 trial = claim_paused(study, storage, stage, budget)
                 if trial is None:
                     break

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,16 @@ def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None):  # type
     script = Path(sys.executable).parent / "sarsweep"
     return subprocess.Popen([str(script), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, **(env or {})})
+
+
+def on_a_small_disk(disk: Path, size: str, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `script` (sh) with a tmpfs of `size` on `disk`, in a mount namespace of its own (the
+    mount is gone when it exits). Needs root, which this machine and its CI have."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    disk.mkdir()
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           f'mount -t tmpfs -o size={size} tmpfs "{disk}" && {script}'],
+                          cwd=cwd, capture_output=True, text=True, timeout=300)
+    assert "mount:" not in done.stderr and "unshare:" not in done.stderr, done.stderr  # the disk was there
+    return done

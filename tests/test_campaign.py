@@ -9,6 +9,7 @@ from conftest import REPO, tiny_campaign_dict
 from search.campaign import CampaignConfig, load_campaign
 from training.config import TrainConfig
 from training.errors import ConfigError
+from training.schema import build
 
 
 @pytest.mark.parametrize("name", ["campaign.yaml", "campaign_sentinel1.yaml"])
@@ -32,6 +33,19 @@ def test_overrides_replace_keys_for_one_variant(tmp_path: Path) -> None:
     c = load_campaign(path)
     assert c.space("attention")["base_channels"].choices == [8]
     assert c.space("baseline")["base_channels"].choices == [4, 8]
+
+
+def test_largest_model_takes_each_searched_size_at_its_top() -> None:
+    """What a worker sizes its disk check by: the variant's override of base_channels, a range's
+    high, the train config's value for a size not searched, and the data's channels."""
+    d = tiny_campaign_dict(variants=["baseline", "attention"],
+                           overrides={"attention": {"base_channels": {"choices": [32, 48]}}})
+    d["train"]["latent_channels"] = 4
+    c = build(CampaignConfig, d)
+    assert c.largest_model("attention") == {"base_channels": 48, "latent_channels": 4, "in_channels": 1}
+    assert c.largest_model("baseline") == {"base_channels": 8, "latent_channels": 4, "in_channels": 1}
+    d["search"]["latent_channels"] = {"low": 8, "high": 24, "step": 8}
+    assert build(CampaignConfig, d).largest_model("baseline")["latent_channels"] == 24
 
 
 def test_budget_changes_keep_the_fingerprint_but_the_space_does_not() -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import re
 import resource
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import yaml
+from conftest import on_a_small_disk, tiny_config_dict
 from conftest import run_cli as sarsweep
-from conftest import tiny_config_dict
 
 
 def test_train_prints_progress_and_one_summary_line(tmp_path: Path) -> None:
@@ -108,32 +107,34 @@ def test_a_disk_that_refuses_a_checkpoint_is_one_line_exit_2_and_leaves_no_parti
     assert list(out.iterdir()) == []  # no half checkpoint, no temp file
 
 
-def _on_a_small_disk(disk: Path, size: str, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run `script` (sh) with a tmpfs of `size` on `disk`, in a mount namespace of its own (the
-    mount is gone when it exits). Needs root, which this machine and its CI have."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    disk.mkdir()
-    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                           f'mount -t tmpfs -o size={size} tmpfs "{disk}" && {script}'],
-                          cwd=cwd, capture_output=True, text=True, timeout=300)
-    assert "mount:" not in done.stderr and "unshare:" not in done.stderr, done.stderr  # the disk was there
-    return done
-
-
-def test_a_full_disk_is_one_line_exit_2_naming_the_checkpoint(tmp_path: Path) -> None:
-    """A real ENOSPC under the run's folder. Residual at base 16 has weight tensors bigger than
-    the 64 KB disk, as every real model does, so the write fails inside torch's writer, whose
-    own message names no reason; the trainer's must."""
+def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(tmp_path: Path) -> None:
+    """A run's out_dir on a 64 KiB disk: a zero-byte probe passes there, the first checkpoint
+    (an epoch later, ~40 MiB for residual at base 16) would not. Refused up front, with the sizes."""
     disk = tmp_path / "disk"
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(tiny_config_dict(disk / "out", epochs=2, variant="residual", base_channels=16)))
     script = Path(sys.executable).parent / "sarsweep"
-    done = _on_a_small_disk(disk, "64k", f'"{script}" train --config "{config}"; rc=$?; ls -A "{disk}/out"; exit $rc',
-                            tmp_path)
+    done = on_a_small_disk(disk, "64k", f'"{script}" train --config "{config}"; rc=$?; ls -A "{disk}/out"; exit $rc',
+                           tmp_path)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.strip() == f"sarsweep: error: cannot write {disk / 'out' / 'best.pt'}: No space left on device"
-    assert done.stdout.strip().splitlines()[-1].startswith("epoch 1/2")  # `ls -A` of the folder: nothing after it
+    assert re.fullmatch(rf"sarsweep: error: cannot write {re.escape(str(disk / 'out'))}: "
+                        r"\d+\.\d KiB free, its checkpoints need up to \d+\.\d MiB\n", done.stderr), done.stderr
+    assert not any(line.startswith("epoch ") for line in done.stdout.splitlines())  # not one epoch spent
+    assert done.stdout.strip().splitlines()[-1].startswith("training residual")  # `ls -A`: nothing left in out
+
+
+def test_a_disk_that_fills_during_a_checkpoint_write_names_the_reason(tmp_path: Path) -> None:
+    """Another process filled the disk after the up-front check: a real ENOSPC inside torch's
+    writer, whose own message ("unexpected pos") names no reason; save_atomic's must."""
+    disk = tmp_path / "disk"
+    code = ("import sys, torch; from pathlib import Path; from training.checkpoint import save_atomic\n"
+            "from training.errors import OutputError\n"
+            "try: save_atomic({'w': torch.zeros(1 << 16)}, Path(sys.argv[1]))\n"
+            "except OutputError as exc: print(exc); sys.exit(3)")
+    done = on_a_small_disk(disk, "64k", f'"{sys.executable}" -c "{code}" "{disk}/best.pt"; rc=$?; ls -A "{disk}"; '
+                           'exit $rc', tmp_path)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.splitlines() == [f"cannot write {disk / 'best.pt'}: No space left on device"]  # and no temp file
 
 
 def test_a_full_cache_disk_is_one_line_exit_2_and_leaves_no_scene(tmp_path: Path) -> None:
@@ -143,7 +144,7 @@ def test_a_full_cache_disk_is_one_line_exit_2_and_leaves_no_scene(tmp_path: Path
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out", data={"synthetic": {"seed": 12}})))
     script = Path(sys.executable).parent / "sarsweep"
-    done = _on_a_small_disk(disk, "16k", f'SARSWEEP_CACHE="{disk}" "{script}" train --config "{config}"; rc=$?; '
+    done = on_a_small_disk(disk, "16k", f'SARSWEEP_CACHE="{disk}" "{script}" train --config "{config}"; rc=$?; '
                             f'ls -A "{disk}/synthetic"; exit $rc', tmp_path)
     assert done.returncode == 2, done.stderr
     line = done.stderr.strip()

@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import REPO, run_cli, start_cli
+from conftest import REPO, on_a_small_disk, run_cli, start_cli
 from optuna.trial import TrialState
 
 from search.campaign import load_campaign
@@ -273,6 +273,30 @@ def test_a_worker_that_cannot_write_stops_with_one_line_and_its_trial_is_retried
     fixed = run_cli(*args, "--artifacts", str(art), cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stderr
     assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_a_worker_on_a_disk_too_small_claims_nothing_however_often_it_restarts(pg_url: str, write_campaign,
+                                                                                 tmp_path: Path) -> None:
+    """compose restarts a worker that exits 2 (`restart: on-failure`). On a disk too small for a
+    trial's checkpoints (a zero-byte probe passes there), each start used to claim a trial, fail it
+    at its first checkpoint and queue a retry: two more trials per restart, without end. Now it
+    refuses before claiming, with the sizes, and the study is untouched."""
+    path = write_campaign(quick={"trials": 1})
+    init(path, pg_url, tmp_path)
+    disk = tmp_path / "disk"
+    script = Path(sys.executable).parent / "sarsweep"
+    worker = (f'"{script}" worker --campaign "{path}" --variant baseline --stage quick --storage "{pg_url}" '
+              f'--artifacts "{disk}"')
+    done = on_a_small_disk(disk, "64k", f'{worker}; echo "rc=$?"; {worker}; echo "rc=$?"', tmp_path)
+    assert [line for line in done.stdout.splitlines() if line.startswith("rc=")] == ["rc=2", "rc=2"], done.stderr
+    refusal = (rf"sarsweep: error: cannot write {re.escape(str(disk))}: \d+\.\d KiB free, "
+               r"baseline trials' checkpoints need up to \d+\.\d (KiB|MiB)")
+    assert re.fullmatch(rf"({refusal}\n){{2}}", done.stderr), done.stderr
+    assert trials_of(pg_url, "t.baseline.quick") == []
+    fine = run_cli("worker", "--campaign", str(path), "--variant", "baseline", "--stage", "quick", "--storage", pg_url,
+                   "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
+    assert fine.returncode == 0, fine.stderr
+    assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.COMPLETE]
 
 
 def test_reaper_retries_a_dead_workers_trial_with_no_other_worker(pg_url: str, write_campaign, tmp_path: Path) -> None:

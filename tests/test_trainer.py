@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.checkpoint import checkpoint_bytes, load_checkpoint, model_from_checkpoint
 from training.data import SplitData, load_data
 from training.errors import CheckpointError, NonFiniteLossError
 from training.trainer import EpochResult, Run, lr_at, train
@@ -231,3 +232,14 @@ def test_previews_and_uploads_exist_when_train_returns(tiny_config) -> None:  # 
                    on_epoch_written=lambda e: seen.append((e.epoch, e.preview is None or Path(e.preview).is_file())))
     assert seen == [(1, True), (2, True)]  # called in order, each after its files were written
     assert (result.best_path.parent / "last.pt").is_file()
+
+
+def test_checkpoint_size_estimate_covers_the_files_a_run_writes(tiny_config) -> None:  # type: ignore[no-untyped-def]
+    """The worker refuses a disk by this estimate, so it must cover what is written (best.pt and
+    two last.pt during its rewrite) without overstating it much. Residual at base 32: 6M
+    parameters, where a dropped optimizer moment would be a third of the total."""
+    cfg = tiny_config(variant="residual", base_channels=32)
+    result = train(cfg)
+    best, last = (os.path.getsize(path) for path in (result.best_path, result.last_path))
+    estimate = checkpoint_bytes(cfg.variant, cfg.model_kwargs)
+    assert best + 2 * last <= estimate <= 1.01 * (best + 2 * last)

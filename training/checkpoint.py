@@ -69,3 +69,28 @@ def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, TrainConfig]:
     model = create_model(cfg.variant, **cfg.model_kwargs)
     model.load_state_dict(state["model"])
     return model.eval(), cfg
+
+
+# Measured on torch 2.13 (torch.save zip format): ~300 bytes per tensor beyond its data, and
+# a few KB for the config and the history; both rounded up here.
+_TENSOR_OVERHEAD = 512
+_FILE_OVERHEAD = 1 << 16
+
+
+def checkpoint_bytes(variant: str, model_kwargs: dict[str, int]) -> int:
+    """The most disk one run's checkpoints hold at once, in bytes.
+
+    best.pt (weights and buffers), last.pt (those and Adam's two moments per parameter) and,
+    while last.pt is rewritten, its temp copy: the rename frees the old one only after. Sizes
+    come from the model built on the meta device (no memory, a few ms), fp32 as saved.
+    """
+    from models import create_model
+
+    with torch.device("meta"):
+        model = create_model(variant, **model_kwargs)
+    state = model.state_dict()
+    params = [p for p in model.parameters() if p.requires_grad]
+    best = sum(t.numel() * t.element_size() for t in state.values()) + _TENSOR_OVERHEAD * len(state)
+    moments = 2 * sum(p.numel() * p.element_size() + _TENSOR_OVERHEAD for p in params)
+    last = best + moments + _TENSOR_OVERHEAD * len(params)  # Adam's per-parameter step counts
+    return best + 2 * last + 3 * _FILE_OVERHEAD

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -66,6 +67,28 @@ def ensure_writable(directory: Path) -> None:
         raise OutputError(directory, exc.reason) from None
     with contextlib.suppress(OSError):
         probe.unlink()
+
+
+def ensure_free(directory: Path, need: int, what: str) -> None:
+    """Raise OutputError naming `directory` when its filesystem has under `need` bytes free.
+
+    A zero-byte probe (ensure_writable) passes on a full disk; this is the check sized to what
+    is about to be written, so a run stops before it starts, not at its first checkpoint."""
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError as exc:
+        raise OutputError(directory, os_reason(exc, directory)) from None
+    if free < need:
+        raise OutputError(directory, f"{human_bytes(free)} free, {what} need up to {human_bytes(need)}")
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB', 677_000_000 -> '645.6 MiB'."""
+    units = ("bytes", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while n >= 1024 and i < len(units) - 1:
+        n, i = n / 1024, i + 1
+    return f"{n:.0f} bytes" if i == 0 else f"{n:.1f} {units[i]}"
 
 
 def os_reason(exc: OSError, path: Path | None = None) -> str:

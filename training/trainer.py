@@ -28,11 +28,11 @@ from torch import nn
 from tqdm import tqdm
 
 from models import count_parameters, create_model
-from training.checkpoint import FORMAT, config_of, load_checkpoint, save_atomic
+from training.checkpoint import FORMAT, checkpoint_bytes, config_of, load_checkpoint, save_atomic
 from training.config import TrainConfig
 from training.data import SplitData, cache_root, load_data
 from training.errors import CheckpointError, NonFiniteLossError
-from training.files import ensure_writable
+from training.files import ensure_free, ensure_writable
 from training.metrics import psnr, ssim
 
 # Fields a resumed run may change: where it runs and how long it goes on.
@@ -343,7 +343,10 @@ def train(
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
     data = data if data is not None else load_data(cfg.data, cfg.fraction)  # a data error writes nothing
-    ensure_writable(out_dir)  # now, not at the first checkpoint an epoch later
+    # Now, not at the first checkpoint an epoch later. A resumed run's own files are space it has.
+    ensure_writable(out_dir)
+    own = sum(p.stat().st_size for p in (out_dir / "best.pt", out_dir / "last.pt") if p.is_file())
+    ensure_free(out_dir, checkpoint_bytes(cfg.variant, cfg.model_kwargs) - own, "its checkpoints")
     run = Run(cfg, data)
     last = Path(resume) if isinstance(resume, (str, Path)) else out_dir / "last.pt"
     if isinstance(resume, (str, Path)) or (resume and last.is_file()):
