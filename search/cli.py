@@ -17,16 +17,15 @@ Every user-facing failure is a `SarsweepError`: shown as one line on stderr, exi
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from models.errors import SarsweepError
+from search.process import setup_process
 
 EXIT_USER_ERROR = 2
 
@@ -202,12 +201,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from search.status import campaign_status, render, render_running, waiting_promotions
+    from storage.rdb import heartbeat_of
 
     campaign = _campaign(args)
     storage = _storage(args, "status")
     rows = campaign_status(storage, campaign)
     print(render(rows, campaign.objective))
-    running = render_running(rows, float(storage.grace_period or 120))
+    running = render_running(rows, heartbeat_of(storage)[1])
     if running:
         print(running)
     print(f"promotions waiting for full-stage workers: {waiting_promotions(rows)}")
@@ -262,12 +262,14 @@ def cmd_reaper(args: argparse.Namespace) -> int:
     import time
 
     from search.reaper import reap_campaign
+    from storage.rdb import heartbeat_of
 
     campaign = _campaign(args)
     storage = _storage(args, "reaper")
-    period = args.period or storage.grace_period or 120
-    print(f"reaper on campaign {campaign.name}: a trial without a heartbeat for {storage.grace_period}s is failed "
-          f"and retried" + ("" if args.once else f"; checking every {period}s"), flush=True)
+    grace = heartbeat_of(storage)[1]
+    period = args.period or grace
+    print(f"reaper on campaign {campaign.name}: a trial without a heartbeat for {grace:g}s is failed "
+          f"and retried" + ("" if args.once else f"; checking every {period:g}s"), flush=True)
 
     def passes() -> int:  # a study's pass cut short by a signal rolls back whole (one transaction)
         while True:
@@ -390,11 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # `kill -USR1 PID` prints every thread's stack to stderr and the process goes on: what a
-    # worker or reaper that seems stuck is waiting on, without stopping its trial.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="sarsweep: %(levelname)s: %(message)s")
+    setup_process("sarsweep", logging.DEBUG if args.verbose else logging.INFO)
     # tifffile logs its own warning about a corrupt TIFF before raising; our error names the file.
     logging.getLogger("tifffile").setLevel(logging.ERROR)
     if args.command != "train":  # Optuna's per-study INFO lines drown our own; -v brings them back

@@ -15,10 +15,8 @@ bench/storage_scaling.py and tests/reliability/.
 from __future__ import annotations
 
 import argparse
-import faulthandler
 import json
 import logging
-import signal
 import sys
 import time
 import warnings
@@ -27,6 +25,7 @@ import optuna
 from optuna.storages import RDBStorage
 
 from models.errors import SarsweepError
+from search.process import setup_process
 from storage import StorageSettings, open_storage
 from storage.urls import parse
 
@@ -56,10 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-size", type=int, default=StorageSettings.pool_size,
                         help="connections kept open (default: the worker's)")
     args = parser.parse_args(argv)
-    # `kill -USR1 PID` prints every thread's stack to stderr and the process goes on: what a
-    # worker or reaper that seems stuck is waiting on, without stopping its trial.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
-    logging.basicConfig(level=logging.WARNING, format="loadtest: %(levelname)s: %(message)s")
+    setup_process("loadtest", logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     sampler = optuna.samplers.RandomSampler()  # sampling cost out of the picture

@@ -39,6 +39,7 @@ from storage import artifact_store
 from storage.artifacts import artifact_dir
 from storage.locks import locked_transaction, rdb_of
 from storage.queries import claim_counts
+from storage.rdb import heartbeat_of
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
 from training.files import ensure_free, ensure_writable
 
@@ -71,7 +72,7 @@ class Heartbeat:
 
     def __init__(self, storage: RDBStorage, trial_id: int) -> None:
         self.storage, self.trial_id = storage, trial_id
-        self.interval = storage.get_heartbeat_interval() or 30
+        self.interval = heartbeat_of(storage)[0]
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{trial_id}", daemon=True)
 
@@ -139,7 +140,7 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
     """
     key = (id(storage), study.study_name)
     with locked_transaction(storage, study.study_name) as conn:
-        reaped = time.monotonic() - _last_reap.get(key, -math.inf) >= float(storage.heartbeat_interval or 30)
+        reaped = time.monotonic() - _last_reap.get(key, -math.inf) >= heartbeat_of(storage)[0]
         while True:
             if reaped:
                 reap_locked(study, conn)  # a dead peer's trial is failed and its retry queued before we count
@@ -309,7 +310,7 @@ def work(
     `before_claim` runs before each claim; what it raises ends the loop with no trial claimed."""
     summary = WorkerSummary(study.study_name)
     # Reap the study on a timer too: a dead peer's trial is retried while this worker trains.
-    period = float(storage.grace_period or 120)
+    period = heartbeat_of(storage)[1]
     with stop_on_signals(), ReaperThread(study, period):
         while True:
             trial = None

@@ -77,6 +77,13 @@ class StorageSettings:
             )
 
 
+def heartbeat_of(storage: RDBStorage) -> tuple[float, float]:
+    """(heartbeat interval, grace period) in seconds; StorageSettings' defaults for a storage
+    opened without heartbeats (a plain RDBStorage)."""
+    return (float(storage.heartbeat_interval or StorageSettings.heartbeat_interval),
+            float(storage.grace_period or StorageSettings.grace_period))
+
+
 def engine_kwargs(url: URL, settings: StorageSettings) -> dict[str, Any]:
     if url.get_backend_name() == "sqlite":
         # Writers queue on SQLite's file lock instead of failing with "database is locked".

@@ -292,11 +292,7 @@ def test_a_worker_on_a_disk_too_small_claims_nothing_however_often_it_restarts(p
     refusal = (rf"sarsweep: error: cannot write {re.escape(str(disk))}: \d+\.\d KiB free, "
                r"baseline trials' checkpoints need up to \d+\.\d (KiB|MiB)")
     assert re.fullmatch(rf"({refusal}\n){{2}}", done.stderr), done.stderr
-    assert trials_of(pg_url, "t.baseline.quick") == []
-    fine = run_cli("worker", "--campaign", str(path), "--variant", "baseline", "--stage", "quick", "--storage", pg_url,
-                   "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
-    assert fine.returncode == 0, fine.stderr
-    assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.COMPLETE]
+    assert trials_of(pg_url, "t.baseline.quick") == []  # no trial claimed, none failed, no retry queued
 
 
 def test_reaper_retries_a_dead_workers_trial_with_no_other_worker(pg_url: str, write_campaign, tmp_path: Path) -> None:
