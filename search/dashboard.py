@@ -20,7 +20,7 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 def serve(storage: RDBStorage, artifacts: Path, host: str = "127.0.0.1", port: int = 8080) -> None:
     import optuna_dashboard
 
-    store = artifact_store(artifacts)
+    store = artifact_store(artifacts, create=False)  # it only reads; compose mounts the artifacts read-only
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"optuna-dashboard on {redact(storage.url)}, previews from {artifacts}", flush=True)
     print(f"open http://{shown}:{port}/dashboard in a browser (Ctrl-C stops it)", flush=True)

@@ -27,10 +27,14 @@ def artifact_dir(root: Path) -> Path:
     return root / "optuna-artifacts"
 
 
-def artifact_store(root: Path) -> FileSystemArtifactStore:
-    """The Optuna artifact store workers upload previews to and the dashboard serves from."""
+def artifact_store(root: Path, create: bool = True) -> FileSystemArtifactStore:
+    """The Optuna artifact store workers upload previews to and the dashboard serves from.
+
+    create=False for a reader (the dashboard), whose mount may be read-only: a store no worker
+    has made yet is simply one without previews."""
     path = artifact_dir(root)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(path)
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -111,3 +114,28 @@ def test_storage_url_can_come_from_a_file(source: str, pg_url: str, write_campai
     missing = run_cli("init", "--campaign", str(write_campaign()), "--storage-file", str(tmp_path / "nope"),
                       cwd=tmp_path, env=env)
     assert missing.returncode == 2 and "cannot read storage URL file" in missing.stderr
+
+
+def test_dashboard_serves_from_a_read_only_artifacts_mount_with_no_store_yet(pg_url: str, tmp_path: Path) -> None:
+    """compose mounts the artifacts read-only into the dashboard, which may start before any
+    worker made the preview store: it serves, and creates nothing (it raised "Read-only file
+    system" making the store's folder)."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root (CI runs as root)")
+    open_storage(pg_url, create_schema=True)
+    art = tmp_path / "art"
+    art.mkdir()
+    port = free_port()
+    script = Path(sys.executable).parent / "sarsweep"
+    server = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f'mount --bind "{art}" "{art}" && mount -o remount,bind,ro "{art}" && '
+         f'exec "{script}" dashboard --storage "{pg_url}" --artifacts "{art}" --port {port}'],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"] == []
+    finally:
+        server.terminate()
+        out, err = server.communicate(timeout=30)
+    assert server.returncode == 0 and "Traceback" not in err, err
+    assert out.startswith("optuna-dashboard on ") and list(art.iterdir()) == []
