@@ -129,13 +129,13 @@ class CampaignConfig:
     full: FullStage = field(default_factory=FullStage)
 
     def __post_init__(self) -> None:
-        from models import list_models
+        from models.catalog import known_variants  # torch-free
 
         require(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.name)), "name",
                  f"must be letters, digits, '-' or '_' (it names studies and folders), got {self.name!r}")
         require(len(self.variants) > 0, "variants", "needs at least one variant")
         for v in self.variants:
-            require(v in list_models(), "variants", f"unknown variant {v!r}; known: {', '.join(list_models())}")
+            require(v in known_variants(), "variants", f"unknown variant {v!r}; known: {', '.join(known_variants())}")
         for v in self.overrides:
             require(v in self.variants, f"overrides.{v}", f"is not one of this campaign's variants {self.variants}")
         self.search = {**default_space(), **self.search}

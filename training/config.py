@@ -146,10 +146,10 @@ class TrainConfig:
     cache): worth it for long runs of the big variants, not for baseline (it was slower there)."""
 
     def __post_init__(self) -> None:
-        from models import list_models  # deferred: keeps `import training.config` torch-free
+        from models.catalog import downsample_factor, known_variants  # torch-free (models/catalog.py)
 
-        require(self.variant in list_models(), "variant",
-                 f"unknown variant {self.variant!r}; known: {', '.join(list_models())}")
+        require(self.variant in known_variants(), "variant",
+                 f"unknown variant {self.variant!r}; known: {', '.join(known_variants())}")
         require(self.base_channels >= 1, "base_channels", f"must be at least 1, got {self.base_channels}")
         require(self.latent_channels >= 1, "latent_channels", f"must be at least 1, got {self.latent_channels}")
         require(0.0 < self.fraction <= 1.0, "fraction", f"must be in (0, 1], got {self.fraction}")
@@ -165,7 +165,7 @@ class TrainConfig:
                  f"must be >= 0 or null, got {self.grad_clip}")
         require(self.device == "auto" or self.device == "cpu" or self.device.split(":")[0] == "cuda",
                  "device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        factor = _downsample_factor(self.variant)
+        factor = downsample_factor(self.variant)
         require(self.data.patch_size % factor == 0, "data.patch_size",
                  f"{self.data.patch_size} is not a multiple of {self.variant}'s downsampling factor {factor}")
 
@@ -187,13 +187,6 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with top-level fields changed."""
         return TrainConfig.from_dict({**self.to_dict(), **changes})
-
-
-def _downsample_factor(variant: str) -> int:
-    from models import create_model
-
-    # A width-1 instance is tiny and always agrees with the real architecture.
-    return int(create_model(variant, base_channels=1).downsample_factor)
 
 
 def config_hash(obj: Any) -> str:
