@@ -127,6 +127,11 @@ class CampaignConfig:
     """Validation metric a trial maximises (its best epoch's value)."""
     quick: QuickStage = field(default_factory=QuickStage)
     full: FullStage = field(default_factory=FullStage)
+    keep_last_checkpoint: bool = False
+    """Keep last.pt of trials that ended COMPLETE or PRUNED. It holds the optimizer state for a
+    retry to resume from (3x best.pt: 264 of 352 MiB for residual at base 64), and such a trial
+    is never retried, so by default it is deleted; best.pt and the previews always stay. A FAILed
+    trial keeps it. Not part of the fingerprint: it changes no trial's result."""
 
     def __post_init__(self) -> None:
         from models.catalog import known_variants  # torch-free
@@ -174,12 +179,14 @@ class CampaignConfig:
         return to_plain(self)
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes what a trial means; budgets may change freely.
+        """Hash of everything that changes what a trial means; budgets (and what is kept on
+        disk) may change freely.
 
         Fields at their defaults are left out, so a sarsweep release that adds a field (with a
         default) does not lock users out of the studies they are running.
         """
         plain = to_plain(self, skip_defaults=True)
+        plain.pop("keep_last_checkpoint", None)
         for stage, budget in (("quick", "trials"), ("full", "top_k")):
             plain.get(stage, {}).pop(budget, None)
             if plain.get(stage) == {}:

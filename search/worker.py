@@ -281,9 +281,28 @@ def run_worker(
             ensure_writable(folder)
         ensure_free(artifacts, need, f"{variant} trials' checkpoints")
 
+    def finished(trial: Trial, state: TrialState) -> None:
+        if state in (TrialState.COMPLETE, TrialState.PRUNED) and not campaign.keep_last_checkpoint:
+            drop_resume_state(trial)
+        if on_trial is not None:
+            on_trial(trial, state)
+
     check_disk()  # before the artifact store is made
     ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts))
-    return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), on_trial, check_disk)
+    return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), finished, check_disk)
+
+
+def drop_resume_state(trial: Trial) -> None:
+    """Delete a finished trial's last.pt: weights plus optimizer state, there for a retry to resume
+    from, which a COMPLETE or PRUNED trial never gets. best.pt (its `checkpoint`) stays."""
+    best = trial.user_attrs.get("checkpoint")
+    if best is None:  # the objective failed before recording it
+        return
+    last = Path(best).with_name("last.pt")
+    try:
+        last.unlink(missing_ok=True)
+    except OSError as exc:  # clean-up only: the trial's result is told already
+        log.warning("could not delete %s (%s)", last, exc.strerror or exc)
 
 
 def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None) -> Trial | None:

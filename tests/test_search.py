@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -80,6 +81,13 @@ def test_trials_record_metrics_per_epoch_and_a_seed(pg_url: str, write_campaign,
         assert t.user_attrs["config"]["seed"] == t.user_attrs["seed"]
     assert t0.user_attrs["seed"] != t1.user_attrs["seed"]
     assert Path(t0.user_attrs["checkpoint"]).parent == tmp_path / "art" / "t" / "baseline" / "quick" / "trial_0000"
+    # A COMPLETE trial is never resumed: its last.pt (optimizer state, 3x best.pt) is gone, best.pt stays.
+    assert [p.name for p in sorted(Path(t0.user_attrs["checkpoint"]).parent.glob("*.pt"))] == ["best.pt"]
+    keep = dataclasses.replace(campaign, keep_last_checkpoint=True, quick=dataclasses.replace(campaign.quick, trials=3))
+    run_worker(storage, keep, "baseline", "quick", tmp_path / "art", progress=False)  # the same study: no new fingerprint
+    t2 = trials_of(pg_url, "t.baseline.quick")[2]
+    assert t2.state == TrialState.COMPLETE
+    assert [p.name for p in sorted(Path(t2.user_attrs["checkpoint"]).parent.glob("*.pt"))] == ["best.pt", "last.pt"]
 
 
 def test_worker_refuses_a_changed_campaign(pg_url: str, write_campaign, tmp_path: Path) -> None:
