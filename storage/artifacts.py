@@ -4,7 +4,9 @@
     <root>/optuna-artifacts/          Optuna's artifact store (previews), served by the dashboard
 
 Root: `--artifacts DIR`, else $SARSWEEP_ARTIFACTS, else ./sarsweep-artifacts. A retried trial
-uses the directory of the trial it retries, so it finds that trial's last.pt and resumes.
+uses the directory of the trial it retries, so it finds that trial's last.pt and resumes. A
+trial that ends COMPLETE or PRUNED is never retried: the worker deletes its last.pt then
+(unless the campaign says keep_last_checkpoint).
 """
 
 from __future__ import annotations
