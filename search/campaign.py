@@ -154,7 +154,7 @@ class CampaignConfig:
             top = warmup.largest() if warmup else 0
             for stage in STAGES:
                 epochs = self.stage(stage).epochs
-                require(top is None or top <= epochs, "search.warmup_epochs",
+                require(top <= epochs, "search.warmup_epochs",
                          f"reaches {top:g} but the {stage} stage has only {epochs} epochs")
 
     def space(self, variant: str) -> dict[str, ParamSpec]:
