@@ -266,7 +266,9 @@ def run_worker(
     from search.objective import TrialContext, run_trial
     from training.checkpoint import checkpoint_bytes
     from training.data import load_data
+    from training.inference import resolve_device
 
+    resolve_device(device or campaign.train.device)  # no GPU here: one line, exit 2, no trial claimed
     study = load_stage_study(storage, campaign, variant, stage, worker_index, create=create_study)
     budget = campaign.quick.trials if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.

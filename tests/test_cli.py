@@ -59,6 +59,22 @@ def test_missing_data_directory_is_one_line_exit_2(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_a_device_this_machine_lacks_is_one_line_exit_2_before_any_data_is_prepared(tmp_path: Path) -> None:
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out")))
+    done = sarsweep("train", "--config", str(config), "--device", "cuda:1", cwd=tmp_path,
+                    env={"SARSWEEP_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"sarsweep: error: device: cuda:1 asked for, but torch {torch.__version__} is built without CUDA; "
+        "use --device cpu or auto")
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+
+
 def test_missing_config_file_is_one_line_exit_2(tmp_path: Path) -> None:
     done = sarsweep("train", "--config", "absent.yaml", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip() == "sarsweep: error: absent.yaml: config file not found"

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from conftest import REPO, on_a_small_disk, run_cli, start_cli
+from conftest import REPO, on_a_small_disk, run_cli, start_cli, tiny_campaign_dict
 from optuna.trial import TrialState
 
 from search.campaign import load_campaign
@@ -110,6 +110,22 @@ def test_worker_before_init_is_told_to_init(pg_url: str, write_campaign, tmp_pat
                    "--storage", pg_url, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip().endswith("run `sarsweep init` first")
+
+
+def test_a_worker_without_the_gpu_it_is_told_to_use_claims_nothing(pg_url: str, write_campaign,
+                                                                    tmp_path: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    path = write_campaign(train={**tiny_campaign_dict()["train"], "device": "cuda"})
+    init(path, pg_url, tmp_path)
+    done = run_cli("worker", "--campaign", str(path), "--variant", "baseline", "--stage", "quick",
+                   "--storage", pg_url, "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == (
+        f"sarsweep: error: device: cuda asked for, but torch {torch.__version__} is built without CUDA; "
+        "use --device cpu or auto")
+    assert trials_of(pg_url, "t.baseline.quick") == [] and not (tmp_path / "art").exists()
 
 
 def _quick_done(pg_url: str, write_campaign, tmp_path: Path, trials: int = 4):  # type: ignore[no-untyped-def]

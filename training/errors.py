@@ -45,6 +45,10 @@ class OutputError(SarsweepError):
         super().__init__(f"cannot write {self.path}: {reason}")
 
 
+class DeviceError(SarsweepError):
+    """The device asked for is not on this machine (no CUDA build, no visible GPU, a wrong index)."""
+
+
 class CheckpointError(SarsweepError):
     """A checkpoint is missing, corrupt, or was made by a different config."""
 

@@ -33,7 +33,7 @@ from training.config import TrainConfig
 from training.data import SplitData, cache_root, load_data
 from training.errors import CheckpointError, NonFiniteLossError
 from training.files import ensure_free, ensure_writable
-from training.metrics import psnr, ssim
+from training.inference import amp_dtype, autocast, eval_batch_size, memory_format, reconstruct, resolve_device, score
 
 # Fields a resumed run may change: where it runs and how long it goes on.
 RESUMABLE_CHANGES = {"epochs", "out_dir", "device", "compile"}
@@ -83,12 +83,6 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, schedu
     return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Full batches only (a 1-sample tail batch breaks batch norm); at least one batch."""
     return max(1, n_train // batch_size)
@@ -104,8 +98,8 @@ class Run:
         if on_cuda:
             # Fixed patch shapes: let cuDNN pick the fastest convolution algorithms once.
             torch.backends.cudnn.benchmark = True
-        self.amp_dtype = torch.bfloat16 if cfg.precision == "bf16" or (cfg.precision == "auto" and on_cuda) else None
-        self.memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+        self.amp_dtype = amp_dtype(cfg.precision, self.device)
+        self.memory_format = memory_format(self.device)
         torch.manual_seed(cfg.seed)
         # net: the module whose weights are saved; model: what the training steps call. With
         # compile on they differ (torch.compile wraps net; its state_dict keys would carry an
@@ -135,9 +129,7 @@ class Run:
         self.check_every = 32 if on_cuda else 1
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+        return autocast(self.device, self.amp_dtype)
 
     def loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         out = out.float()
@@ -181,18 +173,10 @@ class Run:
             step_in_run = self.step - (upto + 1) + i
             raise NonFiniteLossError(self.epoch + 1, step_in_run, float(losses[i]))
 
-    @torch.no_grad()
     def validate(self) -> tuple[float, float]:
-        self.net.eval()
-        psnrs, ssims = [], []
-        for batch in self.val_x.split(max(self.cfg.batch_size, 64)):
-            batch = batch.contiguous(memory_format=self.memory_format)
-            with self.autocast():
-                out = self.net(batch)
-            out = out.float().clamp(0.0, 1.0)
-            psnrs.append(psnr(out, batch))
-            ssims.append(ssim(out, batch))
-        return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
+        """Mean PSNR and SSIM over the validation patches (`sarsweep evaluate` scores the same way)."""
+        psnrs, ssims = score(self.net, self.val_x, eval_batch_size(self.cfg.batch_size), self.amp_dtype)
+        return float(psnrs.mean()), float(ssims.mean())
 
     @torch.no_grad()
     def preview(self, path: Path, title: str, writer: BackgroundWriter) -> str:
@@ -202,10 +186,8 @@ class Run:
         by `writer` in the background."""
         from training.preview import render_preview
 
-        self.net.eval()
-        batch = self.val_x[: self.cfg.preview_patches].contiguous(memory_format=self.memory_format)
-        with self.autocast():
-            out = self.net(batch).float().clamp(0.0, 1.0)
+        batch = self.val_x[: self.cfg.preview_patches]
+        out = reconstruct(self.net, batch, self.amp_dtype)
         inputs, outputs = batch.float().cpu().numpy(), out.cpu().numpy()
         writer.submit(lambda: render_preview(inputs, outputs, path, title))
         return str(path)
@@ -342,6 +324,7 @@ def train(
     """
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
+    resolve_device(cfg.device)  # a device this machine lacks is an error before minutes of data preparation
     data = data if data is not None else load_data(cfg.data, cfg.fraction)  # a data error writes nothing
     # Now, not at the first checkpoint an epoch later. A resumed run's own files are space it has.
     ensure_writable(out_dir)
