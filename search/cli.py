@@ -7,6 +7,7 @@
     sarsweep launch --gpus all -- --campaign configs/campaign.yaml --variant baseline --stage quick
     sarsweep promote --campaign configs/campaign.yaml
     sarsweep export --campaign configs/campaign.yaml --variant baseline -o best.yaml
+    sarsweep evaluate --checkpoint runs/x/best.pt --data /data/held-out   # PSNR/SSIM on unseen rasters
     sarsweep status --campaign configs/campaign.yaml
 
 Each command's work is in search/commands.py; this module is the parser and the exit codes.
@@ -28,6 +29,7 @@ from models.errors import SarsweepError
 from search.commands import (
     cmd_dashboard,
     cmd_demo,
+    cmd_evaluate,
     cmd_export,
     cmd_init,
     cmd_launch,
@@ -114,6 +116,25 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--trial", type=int, help="trial number (default: the best)")
     export.add_argument("-o", "--output", required=True, help="YAML file to write")
     export.set_defaults(func=cmd_export)
+
+    evaluate = commands.add_parser("evaluate", help="PSNR/SSIM of a checkpoint on held-out rasters or its val split")
+    which = evaluate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", help="a best.pt (from `sarsweep train` or a trial)")
+    which.add_argument("--campaign", help="campaign YAML: evaluate a trial of it (with --variant)")
+    evaluate.add_argument("--variant", help="with --campaign: whose trial")
+    evaluate.add_argument("--stage", choices=["quick", "full"], help="with --campaign: default full if it has a result")
+    evaluate.add_argument("--trial", type=int, help="with --campaign: trial number (default: the best)")
+    _add_storage(evaluate, artifacts=True)
+    evaluate.add_argument("--data", help="folder of rasters to score, all of them (default: the checkpoint's "
+                                         "own validation split)")
+    evaluate.add_argument("--include", nargs="+", metavar="GLOB", help="files under --data (default: the config's)")
+    evaluate.add_argument("--patch-size", type=int, help="default: the checkpoint's (a multiple of 8)")
+    evaluate.add_argument("--stride", type=int, help="default: the checkpoint's")
+    evaluate.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    evaluate.add_argument("--per-file", action="store_true", help="print a line per file")
+    evaluate.add_argument("--json", help="write every figure, per file too, to this JSON file")
+    evaluate.add_argument("--preview", help="write input | reconstruction | error of 8 patches to this PNG")
+    evaluate.set_defaults(func=cmd_evaluate)
 
     status = _campaign_command(commands, "status", "trials by state and the best value per variant and stage")
     _heartbeat_args(status, "the workers' ")

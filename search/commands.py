@@ -174,6 +174,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from training.evaluate import evaluate, report_lines
+    from training.files import atomic_write, ensure_writable
+
+    outputs = [Path(p) for p in (args.json, args.preview) if p]
+    for path in outputs:  # before the work: an hour of scoring must not end in "cannot write"
+        ensure_writable(path.parent)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else _trial_checkpoint(args)
+    result = evaluate(checkpoint, data=args.data, include=args.include, patch_size=args.patch_size,
+                      stride=args.stride, device=args.device or "auto",
+                      preview=Path(args.preview) if args.preview else None)
+    if args.json:
+        text = json.dumps(result.to_dict(), indent=2) + "\n"
+        atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))
+    print("\n".join(report_lines(result, per_file=args.per_file)))
+    return 0
+
+
+def _trial_checkpoint(args: argparse.Namespace) -> Path:
+    from search.export import choose_trial, trial_checkpoint
+    from storage import artifacts_root
+
+    if not args.variant:
+        from search.studies import StudyError
+
+        raise StudyError("--variant is needed with --campaign (which variant's trial to evaluate)")
+    campaign = _campaign(args)
+    _variants(campaign, args.variant)
+    study, trial = choose_trial(_storage(args, "evaluate"), campaign, args.variant, args.stage, args.trial,
+                                purpose="evaluate")
+    path = trial_checkpoint(campaign, args.variant, study, trial, artifacts_root(args.artifacts))
+    print(f"{study.study_name} trial {trial.number} (value {trial.value:.4f}): {path}", flush=True)
+    return path
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from search.status import campaign_status, render, render_running, waiting_promotions
     from storage.rdb import heartbeat_of

@@ -15,7 +15,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import CampaignConfig
 from search.studies import StudyError, best_complete, load_stage_study
+from storage import trial_dir
 from training.config import TrainConfig, dump_yaml
+from training.errors import CheckpointError
 from training.files import atomic_write
 
 
@@ -27,8 +29,9 @@ def _version(package: str) -> str:
 
 
 def choose_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str | None,
-                 number: int | None) -> tuple[optuna.Study, FrozenTrial]:
-    """The trial to export: number N, else the best COMPLETE one (full stage first when stage is None)."""
+                 number: int | None, purpose: str = "export") -> tuple[optuna.Study, FrozenTrial]:
+    """The trial to export (or evaluate): number N, else the best COMPLETE one (full stage first
+    when stage is None)."""
     for s in ([stage] if stage else ["full", "quick"]):
         study = load_stage_study(storage, campaign, variant, s)
         if number is not None:
@@ -42,7 +45,23 @@ def choose_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
         if best is not None:
             return study, best
     where = stage or "full or quick"
-    raise StudyError(f"no COMPLETE trial to export in the {where} stage of {campaign.name}.{variant}")
+    raise StudyError(f"no COMPLETE trial to {purpose} in the {where} stage of {campaign.name}.{variant}")
+
+
+def trial_checkpoint(campaign: CampaignConfig, variant: str, study: optuna.Study, trial: FrozenTrial,
+                     root: Path) -> Path:
+    """The trial's best.pt: where its worker wrote it, else at the same place under `root`, this
+    machine's artifacts root (a compose worker wrote /artifacts/..., a node mounts it elsewhere)."""
+    recorded = Path(trial.user_attrs.get("checkpoint", ""))
+    if recorded.is_file():
+        return recorded
+    stage = study.study_name.rsplit(".", 1)[1]
+    number = int(trial.system_attrs.get("failed_trial", trial.number))  # a retry writes to its original's folder
+    local = trial_dir(root, campaign.name, variant, stage, number) / "best.pt"
+    if local.is_file():
+        return local
+    raise CheckpointError(f"trial {trial.number} of {study.study_name}: its checkpoint is neither at {recorded} "
+                          f"nor at {local}; pass --artifacts (or set $SARSWEEP_ARTIFACTS) to where it lies")
 
 
 def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, out: Path,

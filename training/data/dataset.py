@@ -172,14 +172,12 @@ def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData
         raise DataError(f"no patch of {desc} could be cut from {len(prepared.files) + len(prepared.skipped)} "
                         f"readable file(s); lower data.patch_size or set data.small_chips: pad")
     val_files = split_files(len(prepared.files), cfg.val_fraction, cfg.seed)
-    is_val = np.isin(prepared.patch_file, val_files)
-    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    train_idx = np.flatnonzero(~np.isin(prepared.patch_file, val_files))
     chosen = train_idx[nested_subset(len(train_idx), fraction, cfg.seed)]
     if len(chosen) == 0:
         raise DataError(f"fraction {fraction} of {len(train_idx)} training patches ({desc}) "
                         "selects no patch; raise the fraction or use more data")
-    if cfg.val_max_patches is not None and len(val_idx) > cfg.val_max_patches:
-        val_idx = val_idx[nested_subset(len(val_idx), cfg.val_max_patches / len(val_idx), cfg.seed, 2)]
+    val_idx = validation_indices(prepared, cfg)
     val_set = set(val_files.tolist())
     return SplitData(
         train=np.ascontiguousarray(prepared.patches[chosen]),
@@ -188,6 +186,16 @@ def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData
         val_files=[prepared.files[i] for i in val_files],
         total_train_patches=len(train_idx),
     )
+
+
+def validation_indices(prepared: PreparedData, cfg: DataConfig) -> np.ndarray:
+    """Sorted indices of the validation patches: those of the held-out files, capped at
+    `val_max_patches` by a fixed seeded subset."""
+    val_files = split_files(len(prepared.files), cfg.val_fraction, cfg.seed)
+    val_idx = np.flatnonzero(np.isin(prepared.patch_file, val_files))
+    if cfg.val_max_patches is not None and len(val_idx) > cfg.val_max_patches:
+        val_idx = val_idx[nested_subset(len(val_idx), cfg.val_max_patches / len(val_idx), cfg.seed, 2)]
+    return val_idx
 
 
 def load_data(cfg: DataConfig, fraction: float = 1.0) -> SplitData:

@@ -1,0 +1,177 @@
+"""Score a trained checkpoint: PSNR and SSIM per file and over all patches.
+
+    sarsweep evaluate --checkpoint runs/train_sentinel1/best.pt --data /data/held-out-scenes
+    sarsweep evaluate --checkpoint runs/train_sentinel1/best.pt    # its own validation split
+
+With `data`, every raster under that folder is cut and normalised exactly as the checkpoint's
+config says (kind, band, patch size, stride, clip percentiles): a held-out test set. Without it,
+the checkpoint's own validation patches, scored as its run scored them, so the numbers repeat
+the ones the run reported (a check that the file is the run it claims to be).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.checkpoint import config_of, load_checkpoint
+from training.config import TrainConfig
+from training.data.dataset import prepare, validation_indices
+from training.errors import ConfigError, DataError
+from training.inference import amp_dtype, eval_batch_size, reconstruct, resolve_device, score
+
+
+@dataclass
+class FileScore:
+    file: str
+    """Relative to the data root."""
+    patches: int
+    psnr: float
+    """Mean over the file's patches, dB."""
+    ssim: float
+
+
+@dataclass
+class Evaluation:
+    checkpoint: str
+    variant: str
+    params: int
+    epoch: int
+    """Epochs the checkpoint had trained."""
+    trained: dict[str, float]
+    """The val metrics stored in the checkpoint by its run."""
+    data: str
+    """The data root, or "validation split of <root>"."""
+    patch_size: int
+    stride: int
+    patches: int
+    psnr: float
+    """Mean over all patches (as the trainer's validation averages), dB."""
+    ssim: float
+    files: list[FileScore] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# How the command line spells the data fields an evaluation may change.
+OPTION = {"data.root": "--data", "data.include": "--include", "data.patch_size": "--patch-size",
+          "data.stride": "--stride"}
+
+
+def eval_config(cfg: TrainConfig, data: str | None, include: list[str] | None,
+                patch_size: int | None, stride: int | None) -> TrainConfig:
+    """The checkpoint's config with the evaluation data swapped in, validated like any config
+    (a patch size the model cannot take is an error naming `data.patch_size`)."""
+    changes: dict[str, Any] = {}
+    if data is not None:
+        changes["root"] = data
+    if include:
+        changes["include"] = include
+    if patch_size is not None:
+        changes["patch_size"] = patch_size
+    if stride is not None:
+        changes["stride"] = stride
+    if not changes:
+        return cfg
+    try:
+        return cfg.replace(data={**cfg.to_dict()["data"], **changes})
+    except ConfigError as exc:  # name the option the user passed, not the checkpoint's field
+        raise ConfigError(OPTION.get(exc.field, exc.field), exc.message) from None
+
+
+def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str] | None = None,
+             patch_size: int | None = None, stride: int | None = None, device: str = "auto",
+             preview: Path | None = None, preview_patches: int = 8) -> Evaluation:
+    """Score `checkpoint` on the rasters under `data` (all of them), or on its validation split."""
+    from models import create_model
+
+    started = time.perf_counter()
+    state = load_checkpoint(checkpoint)
+    trained_cfg = config_of(state, checkpoint)
+    if data is None:  # the split is by file among those that yield patches: other patches, other split
+        for option, value in (("--include", include), ("--patch-size", patch_size), ("--stride", stride)):
+            if value is not None:
+                raise ConfigError(option, "only with --data; the validation split is the one its run used")
+        root = trained_cfg.data.root
+        if root is not None and not Path(root).expanduser().is_dir():  # a relative root, another folder
+            raise DataError(f"the data.root it was trained on, {root}, is not a directory from {Path.cwd()}; "
+                            "run from where it trained, or pass --data")
+    elif not Path(data).is_dir():
+        raise DataError(f"--data: directory not found: {data}")
+    cfg = eval_config(trained_cfg, data, include, patch_size, stride)
+    prepared = prepare(cfg.data)
+    if data is None:
+        chosen = validation_indices(prepared, cfg.data)
+        where = f"validation split of {cfg.data.root or 'synthetic SAR scenes'}"
+    else:
+        chosen = np.arange(len(prepared.patches))
+        where = str(Path(data))
+    if len(chosen) == 0:
+        raise DataError(f"{where}: no patch of patch_size {cfg.data.patch_size}, stride "
+                        f"{cfg.data.effective_stride} could be cut; pass a smaller --patch-size")
+
+    target = resolve_device(device)
+    net = create_model(cfg.variant, **cfg.model_kwargs)
+    net.load_state_dict(state["model"])
+    net = net.to(target, memory_format=torch.channels_last if target.type == "cuda" else torch.contiguous_format)
+    dtype = amp_dtype(cfg.precision, target)
+    patches = torch.from_numpy(np.ascontiguousarray(prepared.patches[chosen]))
+    psnrs, ssims = score(net, patches, eval_batch_size(cfg.batch_size), dtype, target)
+
+    owner = prepared.patch_file[chosen]
+    counts = np.bincount(owner, minlength=len(prepared.files))
+    psnr_sums = np.bincount(owner, weights=psnrs.cpu().numpy(), minlength=len(prepared.files))
+    ssim_sums = np.bincount(owner, weights=ssims.cpu().numpy(), minlength=len(prepared.files))
+    files = [FileScore(prepared.files[i], int(counts[i]), float(psnr_sums[i] / counts[i]),
+                       float(ssim_sums[i] / counts[i])) for i in np.flatnonzero(counts)]
+    if preview is not None and preview_patches > 0:
+        title = (f"{cfg.variant} on {Path(data).name if data else 'its validation split'}: "
+                 f"PSNR {float(psnrs.mean()):.2f} dB, SSIM {float(ssims.mean()):.4f}")
+        _render(net, patches, preview_patches, dtype, target, preview, title)
+    return Evaluation(
+        checkpoint=str(checkpoint), variant=cfg.variant, params=int(state.get("params", 0)),
+        epoch=int(state.get("epoch", 0)), trained={k: float(v) for k, v in state.get("metrics", {}).items()},
+        data=where, patch_size=cfg.data.patch_size, stride=cfg.data.effective_stride, patches=len(chosen),
+        psnr=float(psnrs.mean()), ssim=float(ssims.mean()), files=files, skipped=list(prepared.skipped),
+        device=str(target), seconds=time.perf_counter() - started,
+    )
+
+
+def _render(net: torch.nn.Module, patches: torch.Tensor, count: int, dtype: torch.dtype | None,
+            device: torch.device, path: Path, title: str) -> None:
+    """preview.png of `count` patches spread evenly over the set (so several files show)."""
+    from training.preview import render_preview
+
+    pick = torch.from_numpy(np.unique(np.linspace(0, len(patches) - 1, min(count, len(patches))).round().astype(int)))
+    batch = patches[pick].to(device)
+    out = reconstruct(net, batch, dtype)
+    render_preview(batch.float().cpu().numpy(), out.cpu().numpy(), path, title)
+
+
+def report_lines(ev: Evaluation, per_file: bool = False) -> list[str]:
+    """What `sarsweep evaluate` prints: what was scored, the per-file table if asked, the result."""
+    lines = [f"{ev.checkpoint}: {ev.variant}, {ev.params:,} parameters, epoch {ev.epoch}; "
+             f"{ev.patches:,} patches of {ev.patch_size}x{ev.patch_size} (stride {ev.stride}) from "
+             f"{len(ev.files)} file(s) of {ev.data}, on {ev.device} in {ev.seconds:.1f} s"]
+    if ev.skipped:
+        lines.append(f"skipped {len(ev.skipped)} unreadable file(s): {', '.join(ev.skipped[:5])}"
+                     + (" ..." if len(ev.skipped) > 5 else ""))
+    if per_file:
+        width = max([len("file"), *(len(f.file) for f in ev.files)])
+        lines.append(f"{'file':<{width}}  {'patches':>7}  {'PSNR dB':>7}  {'SSIM':>6}")
+        lines += [f"{f.file:<{width}}  {f.patches:>7}  {f.psnr:>7.2f}  {f.ssim:>6.4f}" for f in ev.files]
+    trained = ev.trained
+    run = (f" (its run's validation: PSNR {trained['val_psnr']:.2f} dB, SSIM {trained['val_ssim']:.4f})"
+           if {"val_psnr", "val_ssim"} <= trained.keys() else "")
+    lines.append(f"PSNR {ev.psnr:.2f} dB, SSIM {ev.ssim:.4f}{run}")
+    return lines
