@@ -15,6 +15,7 @@ running trial and queues a retry of it (which resumes from its checkpoint), then
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import signal
@@ -30,16 +31,17 @@ from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.trial import Trial, TrialState
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from search.campaign import CampaignConfig
 from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
-from storage import artifact_store
+from storage import artifact_store, trial_dir
 from storage.artifacts import artifact_dir
 from storage.locks import locked_transaction, rdb_of
 from storage.queries import claim_counts
 from storage.rdb import heartbeat_of
+from training.config import TrainConfig
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
 from training.files import ensure_free, ensure_writable
 
@@ -130,8 +132,13 @@ def signals_deferred() -> Iterator[None]:
 _last_reap: dict[tuple[int, str], float] = {}
 
 
-def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None) -> Trial | None:
+def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None,
+                under_lock: Callable[[], None] | None = None) -> Trial | None:
     """The next trial to run, or None when the study is done (exact under concurrency).
+
+    `under_lock` runs once there is a trial to claim, still under the lock (its storage calls
+    go through the lock's transaction), so it sees every trial claimed before this one; what it
+    raises rolls the claim back.
 
     Waiting trials (promoted configs, retries) come first. A quick study then creates new
     trials until `budget` originals exist; a full study runs only what is waiting. Stale trials
@@ -152,6 +159,8 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
                     continue
                 return None
             break
+        if under_lock is not None:
+            under_lock()
         if waiting:  # Optuna pops the oldest WAITING trial (a retry or a promoted config)
             with warnings.catch_warnings():
                 # Optuna warns that heartbeats want optimize(); this module beats them itself.
@@ -276,12 +285,21 @@ def run_worker(
     need = checkpoint_bytes(variant, campaign.largest_model(variant))
 
     def check_disk() -> None:
-        """Before every claim: a disk that cannot take the largest trial's checkpoints stops the
-        worker with no trial claimed. A restart loop (compose's on-failure) then only probes,
-        and no trial is failed (and its retry spent) at its first checkpoint."""
+        """Before every claim: the artifacts folders can be written (a cheap probe, no lock)."""
         for folder in (artifacts, artifact_dir(artifacts)):
             ensure_writable(folder)
-        ensure_free(artifacts, need, f"{variant} trials' checkpoints")
+
+    def check_room() -> None:
+        """Under the claim lock: room for the largest trial's checkpoints plus what the study's
+        running trials have still to write (seen from this worker's artifacts root, the shared
+        disk they all write to). Else the worker stops with no trial claimed, and a restart loop
+        (compose's on-failure) only probes: no trial is failed, nor its retry spent, at its first
+        checkpoint. Counting the running trials covers workers started together (launch
+        --per-gpu N, compose --scale): each used to see the empty disk and claim."""
+        running = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        pending = sum(still_to_write(t, artifacts, campaign, variant, stage, need) for t in running)
+        others = f" (this one and {len(running)} running)" if running else ""
+        ensure_free(artifacts, need + pending, f"{variant} trials' checkpoints{others}")
 
     def finished(trial: Trial, state: TrialState) -> None:
         if state in (TrialState.COMPLETE, TrialState.PRUNED) and not campaign.keep_last_checkpoint:
@@ -291,7 +309,29 @@ def run_worker(
 
     check_disk()  # before the artifact store is made
     ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts))
-    return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), finished, check_disk)
+    return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), finished, check_disk,
+                check_room)
+
+
+@functools.lru_cache(maxsize=64)
+def _peak(variant: str, model_kwargs: tuple[tuple[str, int], ...]) -> int:
+    """checkpoint_bytes, once per model size: it runs under the claim lock, for every running trial."""
+    from training.checkpoint import checkpoint_bytes
+
+    return checkpoint_bytes(variant, dict(model_kwargs))
+
+
+def still_to_write(trial: FrozenTrial, artifacts: Path, campaign: CampaignConfig, variant: str, stage: str,
+                   largest: int) -> int:
+    """Bytes a running trial may still add to the disk: its checkpoints' peak (checkpoint_bytes,
+    for its own model size once it has recorded its config, else the largest's) less what its
+    folder already holds."""
+    config = trial.user_attrs.get("config")
+    peak = largest if config is None else _peak(variant, tuple(TrainConfig.from_dict(config).model_kwargs.items()))
+    number = int(trial.system_attrs.get("failed_trial", trial.number))  # a retry writes to its original's folder
+    folder = trial_dir(artifacts, campaign.name, variant, stage, number)
+    held = sum(p.stat().st_size for p in (folder / "best.pt", folder / "last.pt") if p.is_file())
+    return max(0, peak - held)
 
 
 def drop_resume_state(trial: Trial) -> None:
@@ -307,7 +347,8 @@ def drop_resume_state(trial: Trial) -> None:
         log.warning("could not delete %s (%s)", last, exc.strerror or exc)
 
 
-def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None) -> Trial | None:
+def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None,
+                 under_lock: Callable[[], None] | None = None) -> Trial | None:
     """claim_trial that waits out a database outage instead of ending the worker.
 
     The storage's own calls already wait (storage.rdb.ResilientRDBStorage); a claim runs them in
@@ -316,7 +357,7 @@ def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: i
     """
     def claim(_attempt: int) -> Trial | None:
         with signals_deferred():
-            return claim_trial(study, storage, stage, budget)
+            return claim_trial(study, storage, stage, budget, under_lock)
 
     through = getattr(rdb_of(storage), "through_outage", None)
     return claim(1) if through is None else through("a trial claim", claim)
@@ -325,10 +366,12 @@ def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: i
 def work(
     study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None, objective: Objective,
     on_trial: Callable[[Trial, TrialState], None] | None = None, before_claim: Callable[[], None] | None = None,
+    claim_check: Callable[[], None] | None = None,
 ) -> WorkerSummary:
     """The worker loop over any objective: reap, claim under the lock, run with heartbeats, tell.
 
-    `before_claim` runs before each claim; what it raises ends the loop with no trial claimed."""
+    `before_claim` runs before each claim, `claim_check` inside it under the study lock when
+    there is a trial to claim; what either raises ends the loop with no trial claimed."""
     summary = WorkerSummary(study.study_name)
     # Reap the study on a timer too: a dead peer's trial is retried while this worker trains.
     period = heartbeat_of(storage)[1]
@@ -338,7 +381,7 @@ def work(
             try:
                 if before_claim is not None:
                     before_claim()
-                trial = claim_paused(study, storage, stage, budget)
+                trial = claim_paused(study, storage, stage, budget, claim_check)
                 if trial is None:
                     break
                 state = run_one(study, storage, trial, objective)

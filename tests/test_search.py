@@ -319,6 +319,57 @@ def test_a_worker_on_a_disk_too_small_claims_nothing_however_often_it_restarts(p
     assert trials_of(pg_url, "t.baseline.quick") == []  # no trial claimed, none failed, no retry queued
 
 
+def test_the_disk_check_counts_what_running_trials_have_still_to_write(pg_url: str, write_campaign,
+                                                                      tmp_path: Path) -> None:
+    """Workers started together (launch --per-gpu N, compose --scale) each saw the empty disk and
+    claimed. Under the claim lock a worker now also counts the study's running trials: a 2 MB disk
+    holds one tiny trial's checkpoints (1.5 MiB) but not two."""
+    from search.worker import claim_trial
+
+    path = write_campaign(quick={"trials": 2})
+    init(path, pg_url, tmp_path)
+    storage = open_storage(pg_url)
+    study = optuna.load_study(study_name="t.baseline.quick", storage=storage)
+    held = claim_trial(study, storage, "quick", 2)  # a peer's trial, claimed, not yet writing
+    assert held is not None
+    disk = tmp_path / "disk"
+    script = Path(sys.executable).parent / "sarsweep"
+    worker = (f'"{script}" worker --campaign "{path}" --variant baseline --stage quick --storage "{pg_url}" '
+              f'--artifacts "{disk}"')
+    done = on_a_small_disk(disk, "2m", worker, tmp_path)
+    assert done.returncode == 2 and re.fullmatch(
+        rf"sarsweep: error: cannot write {re.escape(str(disk))}: \d+\.\d MiB free, baseline trials' checkpoints "
+        r"\(this one and 1 running\) need up to 3\.\d MiB\n", done.stderr), done.stderr
+    assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.RUNNING]  # nothing claimed
+
+    study.tell(held, 0.0)  # the peer finished (without writing here): the same disk takes the next trial
+    again = on_a_small_disk(tmp_path / "disk2", "2m", worker.replace(str(disk), str(tmp_path / "disk2")), tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.COMPLETE] * 2
+
+
+def test_a_running_trial_reserves_only_what_its_folder_does_not_hold_yet(write_campaign, tmp_path: Path) -> None:
+    from search.worker import still_to_write
+    from training.checkpoint import checkpoint_bytes
+    from training.config import TrainConfig
+
+    campaign = load_campaign(write_campaign())
+    study = optuna.create_study()
+    fresh, retry = study.ask(), study.ask()
+    config = {**tiny_campaign_dict()["train"], "variant": "baseline", "base_channels": 4}
+    retry.set_user_attr("config", config)
+    study._storage.set_trial_system_attr(retry._trial_id, "failed_trial", 0)  # writes to trial_0000's folder
+    folder = tmp_path / "art" / "t" / "baseline" / "quick" / "trial_0000"
+    folder.mkdir(parents=True)
+    (folder / "best.pt").write_bytes(b"x" * 1000)
+    (folder / "last.pt").write_bytes(b"x" * 3000)
+    largest = 10**9
+    frozen = {t.number: study._storage.get_trial(t._trial_id) for t in (fresh, retry)}
+    assert still_to_write(frozen[0], tmp_path / "art", campaign, "baseline", "quick", largest) == largest - 4000
+    own = checkpoint_bytes("baseline", TrainConfig.from_dict(config).model_kwargs)
+    assert still_to_write(frozen[1], tmp_path / "art", campaign, "baseline", "quick", largest) == own - 4000
+
+
 def test_reaper_retries_a_dead_workers_trial_with_no_other_worker(pg_url: str, write_campaign, tmp_path: Path) -> None:
     """`sarsweep reaper --once` fails a trial whose worker died and queues its retry. The worker
     "dies" right after its claim and first suggestion, before any heartbeat thread ran: the
