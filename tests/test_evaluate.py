@@ -121,32 +121,35 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args: list[str], messag
     assert sorted(tmp_path.rglob("*")) == before
 
 
-def test_a_campaign_trial_is_found_through_storage_even_after_its_artifacts_moved(pg_url: str, write_campaign,
-                                                                                 tmp_path: Path) -> None:
+def test_a_campaign_trial_is_found_through_storage_even_after_its_artifacts_moved(
+        pg_url: str, write_campaign, tmp_path: Path, capfd: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from search.campaign import load_campaign
     from search.worker import run_worker
     from storage import open_storage
 
+    monkeypatch.chdir(tmp_path)  # in process (torch is loaded already): the default artifacts root is here
+    monkeypatch.delenv("SARSWEEP_ARTIFACTS", raising=False)
     path = write_campaign(quick={"trials": 2})
-    assert run_cli("init", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path).returncode == 0
+    assert main(["init", "--campaign", str(path), "--storage", pg_url]) == 0
     storage = open_storage(pg_url)
     run_worker(storage, load_campaign(path), "baseline", "quick", tmp_path / "art", progress=False)
     best = optuna.load_study(study_name="t.baseline.quick", storage=storage).best_trial
     args = ["evaluate", "--campaign", str(path), "--variant", "baseline", "--storage", pg_url]
+    capfd.readouterr()
 
-    done = run_cli(*args, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].startswith(f"t.baseline.quick trial {best.number} (value {best.value:.4f}): ")
-    assert done.stdout.splitlines()[-1].startswith(f"PSNR {best.user_attrs['val_psnr']:.2f} dB")
+    assert main(args) == 0
+    out = capfd.readouterr().out.splitlines()
+    assert out[0].startswith(f"t.baseline.quick trial {best.number} (value {best.value:.4f}): ")
+    assert out[-1].startswith(f"PSNR {best.user_attrs['val_psnr']:.2f} dB")
 
     # The artifacts as another machine mounts them: the recorded path is gone, --artifacts finds them.
     shutil.move(tmp_path / "art", tmp_path / "mounted")
-    lost = run_cli(*args, cwd=tmp_path)
+    assert main(args) == 2
     recorded = best.user_attrs["checkpoint"]
-    assert lost.returncode == 2 and lost.stderr.strip() == (
+    assert capfd.readouterr().err.strip() == (
         f"sarsweep: error: trial {best.number} of t.baseline.quick: its checkpoint is neither at {recorded} nor at "
         f"sarsweep-artifacts/t/baseline/quick/trial_{best.number:04d}/best.pt; pass --artifacts (or set "
         "$SARSWEEP_ARTIFACTS) to where it lies")
-    found = run_cli(*args, "--artifacts", str(tmp_path / "mounted"), cwd=tmp_path)
-    assert found.returncode == 0, found.stderr
-    assert found.stdout.splitlines()[-1] == done.stdout.splitlines()[-1]
+    assert main([*args, "--artifacts", str(tmp_path / "mounted")]) == 0
+    assert capfd.readouterr().out.splitlines()[-1] == out[-1]
