@@ -146,9 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     _heartbeat_args(reaper, "the workers' ")
     reaper.set_defaults(func=cmd_reaper)
 
-    report = _campaign_command(commands, "report", "comparison table, quick->full fidelity and cost per stage")
+    report = _campaign_command(commands, "report", "comparison table, quick->full fidelity and cost per stage",
+                               artifacts=True)
     report.add_argument("-o", "--output", default="report.md", help="Markdown report (default report.md)")
     report.add_argument("--html", help="also write a self-contained HTML report with the plots")
+    report.add_argument("--held-out", metavar="DIR", help="also score each variant's chosen config on the rasters "
+                                                          "in DIR (data no trial saw), as `sarsweep evaluate` does")
+    report.add_argument("--held-out-include", nargs="+", metavar="GLOB",
+                        help="files under --held-out (default: the campaign's data.include)")
     report.set_defaults(func=cmd_report)
 
     dashboard = commands.add_parser("dashboard", help="optuna-dashboard on the storage, with trial previews")

@@ -206,7 +206,8 @@ def _trial_checkpoint(args: argparse.Namespace) -> Path:
     _variants(campaign, args.variant)
     study, trial = choose_trial(_storage(args, "evaluate"), campaign, args.variant, args.stage, args.trial,
                                 purpose="evaluate")
-    path = trial_checkpoint(campaign, args.variant, study, trial, artifacts_root(args.artifacts))
+    stage = study.study_name.rsplit(".", 1)[1]
+    path = trial_checkpoint(campaign, args.variant, stage, trial, artifacts_root(args.artifacts))
     print(f"{study.study_name} trial {trial.number} (value {trial.value:.4f}): {path}", flush=True)
     return path
 
@@ -233,12 +234,23 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from search.report import summary_line, write_report
+    from search.report import held_out_sentence, summary_line, write_report
+    from storage import artifacts_root
+    from training.errors import DataError
 
     campaign = _campaign(args)
     html_path = Path(args.html) if args.html else None
-    report = write_report(_storage(args, "report"), campaign, Path(args.output), html_path)
+    held_out = None
+    if args.held_out:
+        if not Path(args.held_out).is_dir():
+            raise DataError(f"--held-out: directory not found: {args.held_out}")
+        held_out = (artifacts_root(args.artifacts), args.held_out, args.held_out_include)
+    report = write_report(_storage(args, "report"), campaign, Path(args.output), html_path, held_out)
     print(summary_line(report))
+    if report.held_out:
+        print(held_out_sentence(report))
+        for variant, e in report.held_out.items():
+            print(f"  {variant}: held-out PSNR {e.psnr:.2f} dB, SSIM {e.ssim:.4f} ({e.checkpoint})")
     for f in report.fidelity:
         print(f.sentence())
     print(f"report written to {args.output}" + (f" and {args.html}" if args.html else ""))

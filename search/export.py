@@ -48,20 +48,19 @@ def choose_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     raise StudyError(f"no COMPLETE trial to {purpose} in the {where} stage of {campaign.name}.{variant}")
 
 
-def trial_checkpoint(campaign: CampaignConfig, variant: str, study: optuna.Study, trial: FrozenTrial,
-                     root: Path) -> Path:
+def trial_checkpoint(campaign: CampaignConfig, variant: str, stage: str, trial: FrozenTrial, root: Path) -> Path:
     """The trial's best.pt: where its worker wrote it, else at the same place under `root`, this
     machine's artifacts root (a compose worker wrote /artifacts/..., a node mounts it elsewhere)."""
     recorded = Path(trial.user_attrs.get("checkpoint", ""))
     if recorded.is_file():
         return recorded
-    stage = study.study_name.rsplit(".", 1)[1]
     number = int(trial.system_attrs.get("failed_trial", trial.number))  # a retry writes to its original's folder
     local = trial_dir(root, campaign.name, variant, stage, number) / "best.pt"
     if local.is_file():
         return local
-    raise CheckpointError(f"trial {trial.number} of {study.study_name}: its checkpoint is neither at {recorded} "
-                          f"nor at {local}; pass --artifacts (or set $SARSWEEP_ARTIFACTS) to where it lies")
+    raise CheckpointError(f"trial {trial.number} of {campaign.study_name(variant, stage)}: its checkpoint is "
+                          f"neither at {recorded} nor at {local}; pass --artifacts (or set $SARSWEEP_ARTIFACTS) "
+                          "to where it lies")
 
 
 def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, out: Path,

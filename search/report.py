@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.campaign import STAGES, CampaignConfig
 from search.status import STATES
 from search.studies import best_complete, load_stage_study
+from training.files import atomic_write, ensure_writable
 
 MIN_PAIRS = 3
 CONFIG_KEYS = ("lr", "warmup_epochs", "grad_clip", "base_channels", "optimizer", "weight_decay")
@@ -91,6 +92,8 @@ class Report:
     fidelity: list[Fidelity]
     costs: list[StageCost]
     studies: dict[tuple[str, str], optuna.Study]
+    held_out: dict[str, Any] | None = None
+    """Variant -> training.evaluate.Evaluation of its chosen config on held-out rasters (score_held_out)."""
 
 
 def trial_seconds(t: FrozenTrial) -> float:
@@ -144,6 +147,32 @@ def collect(storage: RDBStorage, campaign: CampaignConfig) -> Report:
     return Report(campaign, results, [fidelity_of(r) for r in results], costs, studies)
 
 
+def score_held_out(report: Report, artifacts: Path, data: str, include: list[str] | None = None) -> None:
+    """Score each variant's chosen config (its best.pt) on the same held-out rasters, as `sarsweep
+    evaluate` does. The validation split picked the configs and their best epochs, so their
+    validation figures flatter them; data outside it is the fair comparison."""
+    from search.export import trial_checkpoint
+    from training.evaluate import evaluate
+
+    scores = {}
+    for r in report.results:
+        if r.chosen is not None:
+            stage = "full" if r.full_best else "quick"
+            path = trial_checkpoint(report.campaign, r.variant, stage, r.chosen, artifacts)
+            scores[r.variant] = evaluate(path, data=data, include=include)
+    report.held_out = scores
+
+
+def held_out_sentence(report: Report) -> str | None:
+    if not report.held_out:
+        return None
+    e = next(iter(report.held_out.values()))
+    return (f"Held out: {e.data}, {e.patches:,} patches of {e.patch_size}x{e.patch_size} from {len(e.files)} "
+            "file(s), scored with each chosen config's best.pt (sarsweep evaluate). The validation split "
+            "picked the configs and their best epochs, so only rasters kept apart from the campaign's data "
+            "compare them without flattering the winner.")
+
+
 def _promoted(t: FrozenTrial, full: list[FrozenTrial]) -> Promoted:
     # A promoted config that was retried finished in the retry: follow the chain to its outcome.
     final = t
@@ -190,7 +219,17 @@ def comparison_rows(report: Report) -> list[list[str]]:
             _psnr_ssim(q), _psnr_ssim(f),
             _config(chosen), where,
         ])
+        if report.held_out is not None:
+            e = report.held_out.get(r.variant)
+            rows[-1].insert(4, "- / -" if e is None else f"{e.psnr:.2f} / {e.ssim:.4f}")
     return rows
+
+
+def comparison_head(report: Report) -> list[str]:
+    head = list(COMPARISON_HEAD)
+    if report.held_out is not None:
+        head.insert(4, "held-out PSNR / SSIM")
+    return head
 
 
 COMPARISON_HEAD = ["variant", "parameters", "best quick PSNR / SSIM", "best full PSNR / SSIM", "chosen config",
@@ -239,7 +278,8 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
         f"Objective: validation {c.objective.upper()}. Quick stage: {c.quick.fraction:g} of the training "
         f"split, {c.quick.epochs} epochs, {c.quick.trials} trials per variant. Full stage: {c.full.fraction:g}, "
         f"{c.full.epochs} epochs, top {c.full.top_k} promoted.", "",
-        summary_line(report), "", "## Comparison", "", _md_table(COMPARISON_HEAD, comparison_rows(report)), "",
+        summary_line(report), "", "## Comparison", "", _md_table(comparison_head(report), comparison_rows(report)), "",
+        *([held_out_sentence(report) or "", ""] if report.held_out else []),
         "## Promoted configs", "", _md_table(PROMOTED_HEAD, promoted_rows(report)) if promoted_rows(report)
         else "No config has been promoted yet.", "",
         "## Fidelity: did the quick stage pick the full-scale winners?", "",
@@ -269,8 +309,8 @@ def to_html(report: Report, pngs: dict[str, bytes]) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>sarsweep report: {html.escape(c.name)}</title>"
             f"<style>{style}</style></head><body><h1>sarsweep report: campaign {html.escape(c.name)}</h1>"
             f"<p>{html.escape(summary_line(report))}</p>"
-
-            f"<h2>Comparison</h2>{_html_table(COMPARISON_HEAD, comparison_rows(report))}"
+            f"<h2>Comparison</h2>{_html_table(comparison_head(report), comparison_rows(report))}"
+            + (f"<p>{html.escape(held_out_sentence(report) or '')}</p>" if report.held_out else "") +
             f"<h2>Promoted configs</h2>{_html_table(PROMOTED_HEAD, promoted_rows(report))}"
             f"<h2>Fidelity</h2><ul>{fidelity}</ul>"
             f"<h2>Cost per stage</h2>{_html_table(COST_HEAD, cost_rows(report))}"
@@ -341,15 +381,26 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def write_report(storage: RDBStorage, campaign: CampaignConfig, markdown: Path, html_path: Path | None) -> Report:
+def write_report(storage: RDBStorage, campaign: CampaignConfig, markdown: Path, html_path: Path | None,
+                 held_out: tuple[Path, str, list[str] | None] | None = None) -> Report:
+    """held_out: (artifacts root, data folder, include globs) to score the chosen configs on.
+
+    The output folders are checked first, so a wrong -o is one line before any work; every file
+    is written whole or not at all (atomic_write)."""
+    for folder in {markdown.parent, *([html_path.parent] if html_path else [])}:
+        ensure_writable(folder)
     report = collect(storage, campaign)
+    if held_out is not None:
+        score_held_out(report, *held_out)
     pngs = plots(report)
     images = {}
     for title, data in pngs.items():
         image = markdown.with_name(f"{markdown.stem}-{title.split()[0]}-{len(images)}.png")
-        image.write_bytes(data)
+        atomic_write(image, lambda tmp, data=data: tmp.write_bytes(data))
         images[title] = image.name
-    markdown.write_text(to_markdown(report, images))
+    text = to_markdown(report, images)
+    atomic_write(markdown, lambda tmp: tmp.write_text(text))
     if html_path is not None:
-        html_path.write_text(to_html(report, pngs))
+        page = to_html(report, pngs)
+        atomic_write(html_path, lambda tmp: tmp.write_text(page))
     return report

@@ -95,6 +95,17 @@ def test_cli_writes_markdown_html_and_plots(finished_campaign, tmp_path: Path) -
     assert status.returncode == 0 and summary_line(collect(storage, campaign)) in status.stdout
 
 
+def test_an_output_that_cannot_be_written_is_one_line_exit_2_before_any_work(  # type: ignore[no-untyped-def]
+        finished_campaign, tmp_path: Path) -> None:
+    url, path, campaign, storage = finished_campaign
+    (tmp_path / "r.md").write_text("a file where the report's folder should be")
+    for args in (["-o", "r.md/report.md"], ["-o", "ok.md", "--html", "r.md/report.html"]):
+        done = run_cli("report", "--campaign", str(path), "--storage", url, *args, cwd=tmp_path)
+        assert done.returncode == 2 and done.stderr == (
+            f"sarsweep: error: cannot write r.md: r.md is a file, not a folder\n"), done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"]  # no plot, no markdown, no temp file
+
+
 def test_report_on_a_campaign_without_results(pg_url: str, write_campaign, tmp_path: Path) -> None:
     campaign = load_campaign(write_campaign())
     storage = open_storage(pg_url, create_schema=True)
@@ -103,3 +114,29 @@ def test_report_on_a_campaign_without_results(pg_url: str, write_campaign, tmp_p
     report = write_report(storage, campaign, tmp_path / "empty.md", tmp_path / "empty.html")
     assert "too little data" in report.fidelity[0].sentence()
     assert "| baseline | - |" in (tmp_path / "empty.md").read_text()
+
+
+def test_held_out_scores_are_each_chosen_configs_checkpoint_on_the_same_rasters(  # type: ignore[no-untyped-def]
+        finished_campaign, s1: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from search.cli import main
+    from training.evaluate import evaluate
+
+    url, path, campaign, storage = finished_campaign
+    scene = s1 / "S1A_IW_GRDH_1SDV_20150902T102505_20150902T102534_007535_00A699_2D00"
+    best_full = max(optuna.load_study(study_name="t.baseline.full", storage=storage).trials, key=lambda t: t.value)
+    checkpoint = Path(best_full.user_attrs["checkpoint"])
+    artifacts = checkpoint.parents[4]  # <root>/t/baseline/full/trial_NNNN/best.pt
+    expected = evaluate(checkpoint, data=str(scene), include=["Patch/*.tif"])
+    report = write_report(storage, campaign, tmp_path / "r.md", tmp_path / "r.html",
+                          held_out=(artifacts, str(scene), ["Patch/*.tif"]))
+    assert report.held_out is not None and report.held_out["baseline"].psnr == expected.psnr
+    md = (tmp_path / "r.md").read_text()
+    assert "| held-out PSNR / SSIM |" in md and f"| {expected.psnr:.2f} / {expected.ssim:.4f} |" in md
+    assert f"Held out: {scene}, {expected.patches:,} patches of 16x16 from 13 file(s)" in md
+    assert "held-out PSNR / SSIM" in (tmp_path / "r.html").read_text()
+
+    capfd.readouterr()
+    code = main(["report", "--campaign", str(path), "--storage", url, "-o", str(tmp_path / "x.md"),
+                 "--held-out", str(tmp_path / "nowhere")])
+    assert code == 2 and capfd.readouterr().err == f"sarsweep: error: --held-out: directory not found: {tmp_path / 'nowhere'}\n"
+    assert not (tmp_path / "x.md").exists()
