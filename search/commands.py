@@ -138,8 +138,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
+    from models.errors import SarsweepError
     from search.launch import launch, parse_gpus
 
+    if args.per_gpu < 1:
+        raise SarsweepError(f"--per-gpu: must be at least 1, got {args.per_gpu}")
     worker_args = [a for a in args.worker_args if a != "--"]
     return launch(parse_gpus(args.gpus), args.per_gpu, worker_args)
 
@@ -262,7 +265,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from search.demo import run_demo
     from storage import artifacts_root, redact
+    from training.files import ensure_writable
 
+    ensure_writable(Path(args.output).parent)  # best.yaml and the report go there: say so now, not after the demo
     storage = _storage(args, "demo", create_schema=True)
     print(f"sarsweep demo on {redact(storage.url)}; checkpoints under {artifacts_root(args.artifacts)}", flush=True)
     run_demo(storage, artifacts_root(args.artifacts), Path(args.output), args.trials, args.epochs, args.device)

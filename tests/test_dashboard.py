@@ -139,3 +139,20 @@ def test_dashboard_serves_from_a_read_only_artifacts_mount_with_no_store_yet(pg_
         out, err = server.communicate(timeout=30)
     assert server.returncode == 0 and "Traceback" not in err, err
     assert out.startswith("optuna-dashboard on ") and list(art.iterdir()) == []
+
+
+def test_a_port_it_cannot_listen_on_is_one_line_exit_2(tmp_path: Path) -> None:
+    """A second dashboard on the same port used to print Bottle's "Listening on ..." banner and
+    then an OSError traceback."""
+    import socket
+
+    from conftest import run_cli
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for host, reason in [("127.0.0.1", "Address already in use"), ("nowhere.invalid", "")]:
+            done = run_cli("dashboard", "--storage", f"sqlite:///{tmp_path / 'd.db'}", "--host", host,
+                           "--port", str(port), cwd=tmp_path, timeout=60)
+            assert done.returncode == 2 and done.stdout == "", (done.stdout, done.stderr)
+            assert done.stderr.startswith(f"sarsweep: error: --host {host} --port {port}: cannot listen there: "
+                                          f"{reason}") and len(done.stderr.splitlines()) == 1, done.stderr

@@ -102,7 +102,7 @@ def test_an_output_that_cannot_be_written_is_one_line_exit_2_before_any_work(  #
     for args in (["-o", "r.md/report.md"], ["-o", "ok.md", "--html", "r.md/report.html"]):
         done = run_cli("report", "--campaign", str(path), "--storage", url, *args, cwd=tmp_path)
         assert done.returncode == 2 and done.stderr == (
-            f"sarsweep: error: cannot write r.md: r.md is a file, not a folder\n"), done.stderr
+            "sarsweep: error: cannot write r.md: r.md is a file, not a folder\n"), done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.md"]  # no plot, no markdown, no temp file
 
 

@@ -540,6 +540,17 @@ def test_demo_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
     assert retrain.returncode == 0, retrain.stderr
 
 
+def test_demo_and_launch_refuse_bad_options_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "best.yaml").write_text("a file where the output folder should be")
+    demo = run_cli("demo", "--storage", f"sqlite:///{tmp_path / 'd.db'}", "--artifacts", str(tmp_path / "art"),
+                   "-o", str(tmp_path / "best.yaml" / "best.yaml"), cwd=tmp_path)
+    assert demo.returncode == 2 and demo.stderr == (
+        f"sarsweep: error: cannot write {tmp_path / 'best.yaml'}: {tmp_path / 'best.yaml'} is a file, not a folder\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]  # no database, no trial, no checkpoint
+    launch = run_cli("launch", "--per-gpu", "0", "--", "--campaign", "c.yaml", cwd=tmp_path)
+    assert launch.returncode == 2 and launch.stderr == "sarsweep: error: --per-gpu: must be at least 1, got 0\n"
+
+
 def test_heartbeat_settings_must_leave_room(pg_url: str) -> None:
     from storage import StorageError
 
