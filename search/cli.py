@@ -46,6 +46,27 @@ from search.process import setup_process
 EXIT_USER_ERROR = 2
 
 
+def at_least_one(text: str) -> int:
+    """argparse type of a count: `--top-k 0` would otherwise mean "the default" or do nothing."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def _heartbeat_args(parser: argparse.ArgumentParser, whose: str = "") -> None:
     """--heartbeat-interval and --grace-period: a worker's own; a reaper's or status's must match the workers'."""
     parser.add_argument("--heartbeat-interval", type=int, help=f"{whose}seconds between heartbeats (default 30)")
@@ -101,13 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     launch = commands.add_parser("launch", help="start one worker per GPU (worker options after --)")
     launch.add_argument("--gpus", default="all", help="'all' or GPU indices like 0,1,3 (default all)")
-    launch.add_argument("--per-gpu", type=int, default=1, help="workers per GPU (CPU workers when there is none)")
+    launch.add_argument("--per-gpu", type=at_least_one, default=1,
+                        help="workers per GPU (CPU workers when there is none)")
     launch.add_argument("worker_args", nargs=argparse.REMAINDER, help="-- then `sarsweep worker` options")
     launch.set_defaults(func=cmd_launch)
 
     promote = _campaign_command(commands, "promote", "enqueue the best quick configs as full runs (idempotent)")
     promote.add_argument("--variant", help="only this variant (default: all)")
-    promote.add_argument("--top-k", type=int, help="configs per variant (default: the campaign's full.top_k)")
+    promote.add_argument("--top-k", type=at_least_one, help="configs per variant (default: the campaign's full.top_k)")
     promote.set_defaults(func=cmd_promote)
 
     export = _campaign_command(commands, "export", "write a trial as a train config YAML")
@@ -141,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     reaper = _campaign_command(commands, "reaper", "fail and retry stale trials even when no worker starts one")
-    reaper.add_argument("--period", type=float, help="seconds between passes (default: the grace period)")
+    reaper.add_argument("--period", type=positive_seconds, help="seconds between passes (default: the grace period)")
     reaper.add_argument("--once", action="store_true", help="one pass, then exit")
     _heartbeat_args(reaper, "the workers' ")
     reaper.set_defaults(func=cmd_reaper)
@@ -164,8 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run a small campaign end to end on generated data")
     demo.add_argument("-o", "--output", default="best.yaml", help="where the best config goes (default best.yaml)")
-    demo.add_argument("--trials", type=int, help="quick trials per variant (default 6)")
-    demo.add_argument("--epochs", type=int, help="epochs of both stages (default 4 quick, 6 full)")
+    demo.add_argument("--trials", type=at_least_one, help="quick trials per variant (default 6)")
+    demo.add_argument("--epochs", type=at_least_one, help="epochs of both stages (default 4 quick, 6 full)")
     demo.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
     _add_storage(demo, artifacts=True)
     demo.set_defaults(func=cmd_demo)

@@ -138,11 +138,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_launch(args: argparse.Namespace) -> int:
-    from models.errors import SarsweepError
     from search.launch import launch, parse_gpus
 
-    if args.per_gpu < 1:
-        raise SarsweepError(f"--per-gpu: must be at least 1, got {args.per_gpu}")
     worker_args = [a for a in args.worker_args if a != "--"]
     return launch(parse_gpus(args.gpus), args.per_gpu, worker_args)
 

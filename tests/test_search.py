@@ -547,8 +547,14 @@ def test_demo_and_launch_refuse_bad_options_before_any_work(tmp_path: Path) -> N
     assert demo.returncode == 2 and demo.stderr == (
         f"sarsweep: error: cannot write {tmp_path / 'best.yaml'}: {tmp_path / 'best.yaml'} is a file, not a folder\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]  # no database, no trial, no checkpoint
-    launch = run_cli("launch", "--per-gpu", "0", "--", "--campaign", "c.yaml", cwd=tmp_path)
-    assert launch.returncode == 2 and launch.stderr == "sarsweep: error: --per-gpu: must be at least 1, got 0\n"
+    for option, value, *args in (["--per-gpu", "0", "launch", "--", "--campaign", "c.yaml"],
+                                 ["--top-k", "0", "promote", "--campaign", "c.yaml"], ["--epochs", "0", "demo"],
+                                 ["--period", "-1", "reaper", "--campaign", "c.yaml"]):
+        done = run_cli(args[0], option, value, *args[1:], cwd=tmp_path)  # argparse's usage line, then the reason
+        assert done.returncode == 2 and done.stderr.splitlines()[-1].startswith(
+            f"sarsweep {args[0]}: error: argument {option}: must be "), done.stderr
+        assert done.stderr.splitlines()[-1].endswith(f", got {value}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]
 
 
 def test_heartbeat_settings_must_leave_room(pg_url: str) -> None:
