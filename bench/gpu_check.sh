@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of issue 6, as one prepared script for a lent CUDA machine (about 6 minutes):
 #   1. the CUDA path end to end through the CLI on SQLite: init, quick worker, promote, full
-#      worker, export, and `sarsweep train` of the exported YAML;
+#      worker, export, `sarsweep train` of the exported YAML, and `sarsweep evaluate` of its
+#      best.pt on the GPU (bf16), which should repeat the val figures train printed;
 #   2. bench/trial_overhead.py at 256x256 on the GPU (residual, base 64);
 #   3. bench/gpu_speed.py: fp32 eager vs bf16 + channels_last, with each step's host issue time,
 #      and bf16 under CUDA graphs (--graphs). Two earlier H100 runs timed plain torch.compile
@@ -32,6 +33,7 @@ t0=$(date +%s)
 sar init "${S[@]}" && sar worker "${S[@]}" --variant residual --stage quick && sar promote "${S[@]}" \
   && sar worker "${S[@]}" --variant residual --stage full && sar export "${S[@]}" --variant residual -o best.yaml \
   && sed -i "s#^out_dir: .*#out_dir: $WORK/retrain#" best.yaml && sar train --config best.yaml \
+  && sar evaluate --checkpoint "$WORK/retrain/best.pt" --device cuda --json "$OUT/e2e_evaluate.json" \
   && sar status "${S[@]}"
 echo "end-to-end rc=$? in $(( $(date +%s) - t0 )) s"
 python3 - "$WORK/gpu.db" <<'PY' | tee "$OUT/e2e_trials.txt"
