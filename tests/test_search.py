@@ -529,7 +529,8 @@ def test_launch_runs_cpu_workers_that_share_the_budget(pg_url: str, write_campai
 
 
 def test_demo_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
-    done = run_cli("demo", "--trials", "2", "--epochs", "1", "-o", "best.yaml", cwd=tmp_path,
+    # One quick trial a variant (promotion and pruning have tests of their own): ~20 s of CI less.
+    done = run_cli("demo", "--trials", "1", "--epochs", "1", "-o", "best.yaml", cwd=tmp_path,
                    env={"SARSWEEP_STORAGE": "", "SARSWEEP_ARTIFACTS": ""}, timeout=600)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "sarsweep.db").is_file() and (tmp_path / "best.yaml").is_file()
