@@ -234,7 +234,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from search.report import held_out_sentence, summary_line, write_report
+    from search.report import held_out_lines, summary_line, write_report
     from storage import artifacts_root
     from training.errors import DataError
 
@@ -247,10 +247,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         held_out = (artifacts_root(args.artifacts), args.held_out, args.held_out_include)
     report = write_report(_storage(args, "report"), campaign, Path(args.output), html_path, held_out)
     print(summary_line(report))
-    if report.held_out:
-        print(held_out_sentence(report))
-        for variant, e in report.held_out.items():
-            print(f"  {variant}: held-out PSNR {e.psnr:.2f} dB, SSIM {e.ssim:.4f} ({e.checkpoint})")
+    for line in held_out_lines(report):
+        print(line)
     for f in report.fidelity:
         print(f.sentence())
     print(f"report written to {args.output}" + (f" and {args.html}" if args.html else ""))

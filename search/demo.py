@@ -7,6 +7,7 @@ is idempotent).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from importlib.resources import files
 from pathlib import Path
@@ -18,7 +19,7 @@ from optuna.trial import Trial, TrialState
 from search.campaign import STAGES, CampaignConfig
 from search.export import export_trial
 from search.promote import promote
-from search.report import summary_line, write_report
+from search.report import held_out_lines, summary_line, write_report
 from search.status import campaign_status, render
 from search.studies import StudyError, ensure_study
 from search.worker import run_worker
@@ -62,6 +63,16 @@ def best_overall(storage: RDBStorage, campaign: CampaignConfig) -> tuple[str, st
     raise StudyError(f"no trial of campaign {campaign.name} completed")
 
 
+def held_out_scenes(campaign: CampaignConfig) -> Path:
+    """Scenes no demo trial saw: the training scenes' generator with the next seed. The report
+    scores each variant's chosen config on them, as `report --held-out` does with real rasters."""
+    from training.data import cache_root, synthetic_dir
+
+    data = campaign.train.data
+    scenes = dataclasses.replace(data.synthetic, seed=data.synthetic.seed + 1, scenes=12)
+    return synthetic_dir(scenes, data.channels, cache_root())
+
+
 def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None = None,
              epochs: int | None = None, device: str | None = None) -> Path:
     started = time.perf_counter()
@@ -88,8 +99,11 @@ def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None
     print(f"best: {study.study_name} trial {trial.number}, val PSNR {trial.user_attrs['val_psnr']:.2f} dB, "
           f"SSIM {trial.user_attrs['val_ssim']:.4f} "
           f"({cfg.variant}, base_channels {cfg.base_channels}, lr {cfg.lr:.2e})")
-    report = write_report(storage, campaign, out.with_name("report.md"), out.with_name("report.html"))
+    report = write_report(storage, campaign, out.with_name("report.md"), out.with_name("report.html"),
+                          held_out=(artifacts, str(held_out_scenes(campaign)), ["*.npy"]))
     print(summary_line(report))
+    for line in held_out_lines(report):
+        print(line)
     print(f"demo finished in {time.perf_counter() - started:.0f}s; best config written to {path}")
     print(f"retrain it with: sarsweep train --config {path}")
     print(f"report: {out.with_name('report.md')} and {out.with_name('report.html')}")

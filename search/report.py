@@ -173,6 +173,15 @@ def held_out_sentence(report: Report) -> str | None:
             "compare them without flattering the winner.")
 
 
+def held_out_lines(report: Report) -> list[str]:
+    """What `report` and `demo` print about the held-out scores: the sentence, a line per variant."""
+    if not report.held_out:
+        return []
+    return [held_out_sentence(report) or "", *(
+        f"  {variant}: held-out PSNR {e.psnr:.2f} dB, SSIM {e.ssim:.4f} ({e.checkpoint})"
+        for variant, e in report.held_out.items())]
+
+
 def _promoted(t: FrozenTrial, full: list[FrozenTrial]) -> Promoted:
     # A promoted config that was retried finished in the retry: follow the chain to its outcome.
     final = t

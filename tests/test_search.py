@@ -537,6 +537,10 @@ def test_demo_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
     for variant in ("baseline", "resnet_lite", "residual", "attention"):
         assert f"quick search: demo.{variant}.quick" in done.stdout
     assert "best config written to best.yaml" in done.stdout
+    # Each variant's chosen config scored on generated scenes of another seed, in the report too.
+    assert re.search(r"^Held out: .*synthetic.*, \d[\d,]* patches of 32x32 from 12 file\(s\)", done.stdout, re.M)
+    assert len(re.findall(r"^  \w+: held-out PSNR \d+\.\d\d dB", done.stdout, re.M)) == 4
+    assert "| held-out PSNR / SSIM |" in (tmp_path / "report.md").read_text()
     retrain = run_cli("train", "--config", "best.yaml", "--epochs", "1", cwd=tmp_path)
     assert retrain.returncode == 0, retrain.stderr
 
