@@ -24,7 +24,7 @@ from training.checkpoint import config_of, load_checkpoint
 from training.config import TrainConfig
 from training.data.dataset import prepare, validation_indices
 from training.errors import ConfigError, DataError
-from training.inference import amp_dtype, eval_batch_size, reconstruct, resolve_device, score
+from training.inference import amp_dtype, eval_batch_size, memory_format, reconstruct, resolve_device, score
 
 
 @dataclass
@@ -70,8 +70,8 @@ OPTION = {"data.root": "--data", "data.include": "--include", "data.patch_size":
 
 def eval_config(cfg: TrainConfig, data: str | None, include: list[str] | None,
                 patch_size: int | None, stride: int | None) -> TrainConfig:
-    """The checkpoint's config with the evaluation data swapped in, validated like any config
-    (a patch size the model cannot take is an error naming `data.patch_size`)."""
+    """The checkpoint's config with the evaluation data swapped in, validated like any config; an
+    error names the option (a patch size the model cannot take: `--patch-size`)."""
     changes: dict[str, Any] = {}
     if data is not None:
         changes["root"] = data
@@ -123,7 +123,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
     target = resolve_device(device)
     net = create_model(cfg.variant, **cfg.model_kwargs)
     net.load_state_dict(state["model"])
-    net = net.to(target, memory_format=torch.channels_last if target.type == "cuda" else torch.contiguous_format)
+    net = net.to(target, memory_format=memory_format(target))
     dtype = amp_dtype(cfg.precision, target)
     patches = torch.from_numpy(np.ascontiguousarray(prepared.patches[chosen]))
     psnrs, ssims = score(net, patches, eval_batch_size(cfg.batch_size), dtype, target)
