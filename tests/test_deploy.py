@@ -68,7 +68,7 @@ def test_compose_file_matches_the_compose_schema(compose: dict[str, Any]) -> Non
 
 def test_compose_services_are_wired_as_documented(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "init", "dashboard", "worker", "reaper", "promote"}
+    assert set(services) == {"postgres", "init", "dashboard", "worker", "reaper", "promote", "report"}
     pg = services["postgres"]
     assert re.fullmatch(r"postgres:\d+", pg["image"])  # pinned major version
     assert "pg_isready" in " ".join(pg["healthcheck"]["test"])
@@ -80,13 +80,14 @@ def test_compose_services_are_wired_as_documented(compose: dict[str, Any]) -> No
         text = json.dumps(service.get("command", []))
         assert "postgresql://" not in text and "PASSWORD" not in text, name  # no URL on a command line
     assert services["init"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("dashboard", "worker", "reaper", "promote"):
+    for name in ("dashboard", "worker", "reaper", "promote", "report"):
         assert services[name]["depends_on"]["init"]["condition"] == "service_completed_successfully"
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert "gpu" in gpu["capabilities"] and "container_name" not in services["worker"]  # scalable
     assert any(v.endswith(":/artifacts") for v in services["worker"]["volumes"])
     assert any(v.endswith(":/data:ro") for v in services["worker"]["volumes"])
-    assert services["promote"]["profiles"] == ["tools"]
+    assert services["promote"]["profiles"] == services["report"]["profiles"] == ["tools"]
+    assert "artifacts:/artifacts:ro" in services["report"]["volumes"]  # it reads checkpoints, writes /reports
     # The dashboard browses as the SELECT-only role that init creates.
     assert make_url(services["dashboard"]["environment"]["SARSWEEP_STORAGE"]).username == "sarsweep_ro"
     assert services["dashboard"]["volumes"] == ["artifacts:/artifacts:ro"]  # and reads previews read-only
@@ -131,7 +132,8 @@ def _local(service: dict[str, Any], pg_url: str, tmp: Path, port: int, ro_role: 
     mounts = {v.split(":")[1]: v for v in service["volumes"]}
     assert "/artifacts" in mounts and ("/config" in mounts or not any("/config/" in a for a in service["command"]))
     command = [str(Path(sys.executable).parent / "sarsweep") if a == "sarsweep" else a for a in service["command"]]
-    command = [a.replace("/config/", f"{tmp / 'config'}/") for a in command]
+    command = [a.replace("/config/", f"{tmp / 'config'}/").replace("/reports/", f"{tmp / 'reports'}/")
+               for a in command]
     command = [str(port) if a == "8080" else a for a in command]
     return command, {**os.environ, **env}
 
@@ -179,6 +181,10 @@ def _smoke(run: dict[str, tuple[list[str], dict[str, str]]], port: int, pg_url: 
         assert [w.returncode for w in workers] == [0, 0], [o[1] for o in outs]
         promote = subprocess.run(run["promote"][0], env=run["promote"][1], capture_output=True, text=True, timeout=120)
         assert promote.returncode == 0, promote.stderr
+        report = subprocess.run(run["report"][0], env=run["report"][1], capture_output=True, text=True, timeout=120)
+        assert report.returncode == 0, report.stderr
+        reports = Path(run["report"][0][run["report"][0].index("-o") + 1]).parent
+        assert "| baseline |" in (reports / "report.md").read_text() and (reports / "report.html").is_file()
         studies = json.loads(_get(f"http://127.0.0.1:{port}/api/studies"))["study_summaries"]
         assert {"t.baseline.quick", "t.baseline.full"} <= {s["study_name"] for s in studies}
     finally:
