@@ -24,7 +24,14 @@ from training.checkpoint import config_of, load_checkpoint
 from training.config import TrainConfig
 from training.data.dataset import prepare, validation_indices
 from training.errors import ConfigError, DataError
-from training.inference import amp_dtype, eval_batch_size, memory_format, reconstruct, resolve_device, score
+from training.inference import (
+    amp_dtype,
+    eval_batch_size,
+    memory_format,
+    reconstruct,
+    resolve_device,
+    score_batches,
+)
 
 
 @dataclass
@@ -125,8 +132,11 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
     net.load_state_dict(state["model"])
     net = net.to(target, memory_format=memory_format(target))
     dtype = amp_dtype(cfg.precision, target)
-    patches = torch.from_numpy(np.ascontiguousarray(prepared.patches[chosen]))
-    psnrs, ssims = score(net, patches, eval_batch_size(cfg.batch_size), dtype, target)
+    # Batch by batch from the patch cache's memory map: a test set need not fit in memory.
+    size = eval_batch_size(cfg.batch_size)
+    batches = (torch.from_numpy(np.ascontiguousarray(prepared.patches[chosen[i:i + size]]))
+               for i in range(0, len(chosen), size))
+    psnrs, ssims = score_batches(net, batches, dtype, target)
 
     owner = prepared.patch_file[chosen]
     counts = np.bincount(owner, minlength=len(prepared.files))
@@ -137,7 +147,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
     if preview is not None and preview_patches > 0:
         title = (f"{cfg.variant} on {Path(data).name if data else 'its validation split'}: "
                  f"PSNR {float(psnrs.mean()):.2f} dB, SSIM {float(ssims.mean()):.4f}")
-        _render(net, patches, preview_patches, dtype, target, preview, title)
+        _render(net, prepared.patches, chosen, preview_patches, dtype, target, preview, title)
     return Evaluation(
         checkpoint=str(checkpoint), variant=cfg.variant, params=int(state.get("params", 0)),
         epoch=int(state.get("epoch", 0)), trained={k: float(v) for k, v in state.get("metrics", {}).items()},
@@ -147,13 +157,13 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
     )
 
 
-def _render(net: torch.nn.Module, patches: torch.Tensor, count: int, dtype: torch.dtype | None,
+def _render(net: torch.nn.Module, patches: np.ndarray, chosen: np.ndarray, count: int, dtype: torch.dtype | None,
             device: torch.device, path: Path, title: str) -> None:
-    """preview.png of `count` patches spread evenly over the set (so several files show)."""
+    """preview.png of `count` of the chosen patches, spread evenly over them (so several files show)."""
     from training.preview import render_preview
 
-    pick = torch.from_numpy(np.unique(np.linspace(0, len(patches) - 1, min(count, len(patches))).round().astype(int)))
-    batch = patches[pick].to(device)
+    pick = chosen[np.unique(np.linspace(0, len(chosen) - 1, min(count, len(chosen))).round().astype(int))]
+    batch = torch.from_numpy(np.ascontiguousarray(patches[pick])).to(device)
     out = reconstruct(net, batch, dtype)
     render_preview(batch.float().cpu().numpy(), out.cpu().numpy(), path, title)
 

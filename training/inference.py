@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -71,19 +72,23 @@ def reconstruct(net: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) 
     return out.float().clamp(0.0, 1.0)
 
 
-@torch.no_grad()
 def score(net: nn.Module, patches: torch.Tensor, batch_size: int, dtype: torch.dtype | None,
-          device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-patch PSNR and SSIM (float64, on the patches' device) of the model's reconstructions.
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch PSNR and SSIM (float64, on the patches' device) of the model's reconstructions."""
+    return score_batches(net, patches.split(batch_size), dtype, patches.device)
 
-    `patches` may live on the host while the model is on `device`: each batch moves on its own,
-    so a test set larger than GPU memory is fine."""
+
+@torch.no_grad()
+def score_batches(net: nn.Module, batches: Iterable[torch.Tensor], dtype: torch.dtype | None,
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """score() over batches that may come from the host (a memory-mapped test set larger than
+    RAM or GPU memory: one batch at a time moves to `device`); results on `device`."""
     psnrs, ssims = [], []
-    for batch in patches.split(batch_size):
-        batch = batch.to(device or batch.device, non_blocking=True).float()
+    for batch in batches:
+        batch = batch.to(device, non_blocking=True).float()
         out = reconstruct(net, batch, dtype)
-        psnrs.append(psnr(out, batch).to(patches.device))
-        ssims.append(ssim(out, batch).to(patches.device))
+        psnrs.append(psnr(out, batch))
+        ssims.append(ssim(out, batch))
     if not psnrs:
         return torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.float64)
     return torch.cat(psnrs), torch.cat(ssims)
