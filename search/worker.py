@@ -326,12 +326,12 @@ def still_to_write(trial: FrozenTrial, artifacts: Path, campaign: CampaignConfig
     """Bytes a running trial may still add to the disk: its checkpoints' peak (checkpoint_bytes,
     for its own model size once it has recorded its config, else the largest's) less what its
     folder already holds."""
+    from training.checkpoint import held_bytes
+
     config = trial.user_attrs.get("config")
     peak = largest if config is None else _peak(variant, tuple(TrainConfig.from_dict(config).model_kwargs.items()))
     number = int(trial.system_attrs.get("failed_trial", trial.number))  # a retry writes to its original's folder
-    folder = trial_dir(artifacts, campaign.name, variant, stage, number)
-    held = sum(p.stat().st_size for p in (folder / "best.pt", folder / "last.pt") if p.is_file())
-    return max(0, peak - held)
+    return max(0, peak - held_bytes(trial_dir(artifacts, campaign.name, variant, stage, number)))
 
 
 def drop_resume_state(trial: Trial) -> None:

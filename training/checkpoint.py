@@ -62,13 +62,24 @@ def config_of(state: dict[str, Any], path: str | Path) -> TrainConfig:
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, TrainConfig]:
     """Rebuild the model a checkpoint was made from, with its weights, in eval mode."""
-    from models import create_model
-
     state = load_checkpoint(path)
     cfg = config_of(state, path)
+    return model_of(state, cfg), cfg
+
+
+def model_of(state: dict[str, Any], cfg: TrainConfig) -> nn.Module:
+    """The model of a loaded checkpoint `state` (made from `cfg`), with its weights, in eval mode."""
+    from models import create_model
+
     model = create_model(cfg.variant, **cfg.model_kwargs)
     model.load_state_dict(state["model"])
-    return model.eval(), cfg
+    return model.eval()
+
+
+def held_bytes(out_dir: Path) -> int:
+    """What a run's checkpoints in `out_dir` take on disk now (best.pt and last.pt, where they
+    exist): space checkpoint_bytes counts that the run already has."""
+    return sum(p.stat().st_size for p in (out_dir / "best.pt", out_dir / "last.pt") if p.is_file())
 
 
 # Measured on torch 2.13 (torch.save zip format): ~300 bytes per tensor beyond its data, and

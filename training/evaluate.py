@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.checkpoint import config_of, load_checkpoint
+from training.checkpoint import config_of, load_checkpoint, model_of
 from training.config import TrainConfig
 from training.data.dataset import prepare, validation_indices
 from training.errors import ConfigError, DataError
@@ -100,8 +100,6 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
              patch_size: int | None = None, stride: int | None = None, device: str = "auto",
              preview: Path | None = None, preview_patches: int = 8) -> Evaluation:
     """Score `checkpoint` on the rasters under `data` (all of them), or on its validation split."""
-    from models import create_model
-
     started = time.perf_counter()
     state = load_checkpoint(checkpoint)
     trained_cfg = config_of(state, checkpoint)
@@ -128,9 +126,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
                         f"{cfg.data.effective_stride} could be cut; pass a smaller --patch-size")
 
     target = resolve_device(device)
-    net = create_model(cfg.variant, **cfg.model_kwargs)
-    net.load_state_dict(state["model"])
-    net = net.to(target, memory_format=memory_format(target))
+    net = model_of(state, cfg).to(target, memory_format=memory_format(target))
     dtype = amp_dtype(cfg.precision, target)
     # Batch by batch from the patch cache's memory map: a test set need not fit in memory.
     size = eval_batch_size(cfg.batch_size)

@@ -72,8 +72,8 @@ def reconstruct(net: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) 
     return out.float().clamp(0.0, 1.0)
 
 
-def score(net: nn.Module, patches: torch.Tensor, batch_size: int, dtype: torch.dtype | None,
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def score(net: nn.Module, patches: torch.Tensor, batch_size: int,
+          dtype: torch.dtype | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-patch PSNR and SSIM (float64, on the patches' device) of the model's reconstructions."""
     return score_batches(net, patches.split(batch_size), dtype, patches.device)
 

@@ -28,7 +28,7 @@ from torch import nn
 from tqdm import tqdm
 
 from models import count_parameters, create_model
-from training.checkpoint import FORMAT, checkpoint_bytes, config_of, load_checkpoint, save_atomic
+from training.checkpoint import FORMAT, checkpoint_bytes, config_of, held_bytes, load_checkpoint, save_atomic
 from training.config import TrainConfig
 from training.data import SplitData, cache_root, load_data
 from training.errors import CheckpointError, NonFiniteLossError
@@ -328,8 +328,7 @@ def train(
     data = data if data is not None else load_data(cfg.data, cfg.fraction)  # a data error writes nothing
     # Now, not at the first checkpoint an epoch later. A resumed run's own files are space it has.
     ensure_writable(out_dir)
-    own = sum(p.stat().st_size for p in (out_dir / "best.pt", out_dir / "last.pt") if p.is_file())
-    ensure_free(out_dir, checkpoint_bytes(cfg.variant, cfg.model_kwargs) - own, "its checkpoints")
+    ensure_free(out_dir, checkpoint_bytes(cfg.variant, cfg.model_kwargs) - held_bytes(out_dir), "its checkpoints")
     run = Run(cfg, data)
     last = Path(resume) if isinstance(resume, (str, Path)) else out_dir / "last.pt"
     if isinstance(resume, (str, Path)) or (resume and last.is_file()):
