@@ -9,6 +9,7 @@
     sarsweep export --campaign configs/campaign.yaml --variant baseline -o best.yaml
     sarsweep evaluate --checkpoint runs/x/best.pt --data /data/held-out   # PSNR/SSIM on unseen rasters
     sarsweep status --campaign configs/campaign.yaml
+    sarsweep cache prune --older-than 30d --max-size 50G   # bound the node's prepared-data cache
 
 Each command's work is in search/commands.py; this module is the parser and the exit codes.
 
@@ -27,6 +28,8 @@ from collections.abc import Sequence
 
 from models.errors import SarsweepError
 from search.commands import (
+    cmd_cache_list,
+    cmd_cache_prune,
     cmd_dashboard,
     cmd_demo,
     cmd_evaluate,
@@ -65,6 +68,35 @@ def positive_seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
     return value
+
+
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def age(text: str) -> float:
+    """argparse type of an age: '30d', '12h', '90m', '45s', '2w' -> seconds."""
+    number, unit = text[:-1], text[-1:].lower()
+    try:
+        value = float(number) * AGE_UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected an age like 30d, 12h or 90m, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return value
+
+
+def byte_size(text: str) -> int:
+    """argparse type of a size: '50G', '500M', '1.5GiB', '0' -> bytes (powers of 1024, as sizes are shown)."""
+    lowered = text.strip().lower().removesuffix("b").removesuffix("i")
+    number, unit = (lowered[:-1], lowered[-1]) if lowered[-1:].isalpha() else (lowered, "")
+    try:
+        value = float(number) * SIZE_UNITS[unit]
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a size like 50G, 500M or 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return int(value)
 
 
 def _heartbeat_args(parser: argparse.ArgumentParser, whose: str = "") -> None:
@@ -183,6 +215,18 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     _add_storage(dashboard, artifacts=True)
     dashboard.set_defaults(func=cmd_dashboard)
+
+    cache = commands.add_parser("cache", help="list or prune this node's prepared-data cache ($SARSWEEP_CACHE)")
+    cache_actions = cache.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listed = cache_actions.add_parser("list", help="every entry: its data, size and when it was last used")
+    listed.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listed.set_defaults(func=cmd_cache_list)
+    prune = cache_actions.add_parser("prune", help="remove unused entries (and leftovers of killed preparations)")
+    prune.add_argument("--older-than", type=age, metavar="AGE", help="remove entries unused for longer: 30d, 12h, 90m")
+    prune.add_argument("--max-size", type=byte_size, metavar="SIZE",
+                       help="then remove the least recently used until the rest fit: 50G, 500M, 0 for all")
+    prune.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    prune.set_defaults(func=cmd_cache_prune)
 
     demo = commands.add_parser("demo", help="run a small campaign end to end on generated data")
     demo.add_argument("-o", "--output", default="best.yaml", help="where the best config goes (default best.yaml)")

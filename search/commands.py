@@ -269,6 +269,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_root() -> Path:
+    from training.cache import cache_root
+    from training.errors import ConfigError
+
+    root = cache_root()
+    if root.exists() and not root.is_dir():
+        raise ConfigError("$SARSWEEP_CACHE", f"{root} is a file, not a folder")
+    return root
+
+
+def cmd_cache_list(args: argparse.Namespace) -> int:
+    import json
+    import shutil
+
+    from training.cache import contents, listing
+
+    found = contents(_cache_root())
+    if not args.json:
+        print("\n".join(listing(found)))
+        return 0
+    free = shutil.disk_usage(found.root).free if found.root.is_dir() else None
+    print(json.dumps({"root": str(found.root), "bytes": found.bytes, "free_bytes": free,
+                      "inductor_bytes": found.inductor_bytes, "entries": [e.to_dict() for e in found.entries]},
+                     indent=2))
+    return 0
+
+
+def cmd_cache_prune(args: argparse.Namespace) -> int:
+    import sys
+
+    from training.cache import prune, prune_lines
+
+    def waiting() -> None:
+        print("waiting for data preparation under way on this cache to finish...", file=sys.stderr, flush=True)
+
+    if args.older_than is None and args.max_size is None:
+        print("without --older-than or --max-size, only leftovers of killed preparations go")
+    result = prune(args.older_than, args.max_size, args.dry_run, _cache_root(), on_wait=waiting)
+    print("\n".join(prune_lines(result, args.dry_run)))
+    return 0
+
+
 def until_stopped(what: str, run: Callable[[], int]) -> int:
     """run() for a long-running service; SIGTERM (docker stop) or Ctrl-C ends it with exit 0 and
     "<what> stopped (SIGTERM)" instead of a death by signal (exit 143 in compose)."""

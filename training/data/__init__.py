@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from training.data.dataset import PreparedData, SplitData, cache_root, load_data, nested_subset, prepare, split
+from training.cache import cache_root
+from training.data.dataset import PreparedData, SplitData, load_data, nested_subset, prepare, split
 from training.data.readers import read_raster
 from training.data.synthetic import speckled_scene, synthetic_dir
 

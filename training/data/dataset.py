@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.cache import cache_root, describe_data, in_use, read_patches
 from training.config import DataConfig, config_hash
 from training.data.patches import extract_patches
 from training.data.readers import read_raster
@@ -27,11 +27,6 @@ from training.files import atomic_write, write_npy
 
 log = logging.getLogger("sarsweep.data")
 CACHE_VERSION = 1
-
-
-def cache_root() -> Path:
-    """Where prepared data lives: $SARSWEEP_CACHE, else ~/.cache/sarsweep (node-local)."""
-    return Path(os.environ.get("SARSWEEP_CACHE") or Path.home() / ".cache" / "sarsweep")
 
 
 @dataclass
@@ -92,15 +87,15 @@ def list_sources(root: Path, include: list[str]) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _cache_key(cfg: DataConfig, root: Path, sources: list[Path]) -> str:
+def _cache_relevant(cfg: DataConfig, root: Path, sources: list[Path]) -> dict[str, Any]:
+    """Everything the prepared patches depend on; its hash is the cache key."""
     stats = [(p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
-    relevant = {
+    return {
         "version": CACHE_VERSION, "root": str(root.resolve()), "files": stats,
         **{k: getattr(cfg, k) for k in ("kind", "channels", "band", "patch_size", "small_chips",
                                         "clip_percentiles", "on_error")},
         "stride": cfg.effective_stride,
     }
-    return config_hash(relevant)
 
 
 def _read_all(cfg: DataConfig, root: Path, sources: list[Path]) -> PreparedData:
@@ -127,24 +122,29 @@ def _read_all(cfg: DataConfig, root: Path, sources: list[Path]) -> PreparedData:
 
 
 def prepare(cfg: DataConfig) -> PreparedData:
-    """All patches for `cfg`, from the on-disk cache when it has them."""
-    root = data_root(cfg)
-    sources = list_sources(root, cfg.include)
-    directory = cache_root() / "patches"
-    key = _cache_key(cfg, root, sources)
-    array_path, index_path = directory / f"{key}.npy", directory / f"{key}.json"
-    if index_path.is_file() and array_path.is_file():  # the index is written last: it marks completion
-        index = json.loads(index_path.read_text())
-        patches = np.load(array_path, mmap_mode="r")
-        return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"],
-                            index["skipped"], array_path)
-    prepared = _read_all(cfg, root, sources)
-    atomic_write(array_path, lambda tmp: write_npy(tmp, prepared.patches))
-    index = {"files": prepared.files, "skipped": prepared.skipped,
-             "patch_file": prepared.patch_file.tolist()}
-    atomic_write(index_path, lambda tmp: Path(tmp).write_text(json.dumps(index)))
-    prepared.cache_path = array_path
-    return prepared
+    """All patches for `cfg`, from the on-disk cache when it has them.
+
+    The cache's shared lock is held throughout, so `sarsweep cache prune` never deletes the
+    generated scenes being read or the entry being written."""
+    with in_use(cache_root()):
+        root = data_root(cfg)
+        sources = list_sources(root, cfg.include)
+        relevant = _cache_relevant(cfg, root, sources)
+        directory, key = cache_root() / "patches", config_hash(relevant)
+        cached = read_patches(directory, key)
+        if cached is not None:
+            patches, index = cached
+            return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"],
+                                index["skipped"], directory / f"{key}.npy")
+        prepared = _read_all(cfg, root, sources)
+        array_path = directory / f"{key}.npy"
+        atomic_write(array_path, lambda tmp: write_npy(tmp, prepared.patches))
+        index = {"files": prepared.files, "skipped": prepared.skipped,
+                 "patch_file": prepared.patch_file.tolist(), "data": describe_data(relevant, len(prepared.patches))}
+        # the index is written last: it marks the entry complete
+        atomic_write(directory / f"{key}.json", lambda tmp: Path(tmp).write_text(json.dumps(index)))
+        prepared.cache_path = array_path
+        return prepared
 
 
 def split_files(n_files: int, val_fraction: float, seed: int) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from skimage.filters import gaussian
 
+from training.cache import in_use, touch
 from training.config import SyntheticConfig, config_hash
 from training.errors import OutputError
 from training.files import os_reason, write_npy
@@ -50,10 +51,19 @@ def speckled_scene(rng: np.random.Generator, size: int, looks: int, channels: in
 
 
 def synthetic_dir(cfg: SyntheticConfig, channels: int, cache_root: Path) -> Path:
-    """Directory of generated scenes for this config, created once (atomically) on first use."""
+    """Directory of generated scenes for this config, created once (atomically) on first use.
+
+    The cache's shared lock is held, so `sarsweep cache prune` neither takes the scenes away
+    between the check and the return nor mistakes the staging folder for a killed one's."""
+    with in_use(cache_root):
+        return _generated(cfg, channels, cache_root)
+
+
+def _generated(cfg: SyntheticConfig, channels: int, cache_root: Path) -> Path:
     key = config_hash({"synthetic": cfg, "channels": channels, "version": GENERATOR_VERSION})
     target = cache_root / "synthetic" / key
     if target.is_dir():
+        touch(target)  # a use, for `sarsweep cache prune`
         return target
     staging = cache_root / "synthetic" / f".{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     try:
