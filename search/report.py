@@ -94,6 +94,8 @@ class Report:
     studies: dict[tuple[str, str], optuna.Study]
     held_out: dict[str, Any] | None = None
     """Variant -> training.evaluate.Evaluation of its chosen config on held-out rasters (score_held_out)."""
+    not_held_out: dict[str, str] = field(default_factory=dict)
+    """Variant -> why its chosen config could not be scored there (its best.pt lost or unreadable)."""
 
 
 def trial_seconds(t: FrozenTrial) -> float:
@@ -152,30 +154,35 @@ def score_held_out(report: Report, artifacts: Path, data: str, include: list[str
     evaluate` does. The validation split picked the configs and their best epochs, so their
     validation figures flatter them; data outside it is the fair comparison."""
     from search.export import trial_checkpoint
+    from training.errors import CheckpointError
     from training.evaluate import evaluate
 
     scores = {}
     for r in report.results:
         if r.chosen is not None:
             stage = "full" if r.full_best else "quick"
-            path = trial_checkpoint(report.campaign, r.variant, stage, r.chosen, artifacts)
-            scores[r.variant] = evaluate(path, data=data, include=include)
+            try:
+                path = trial_checkpoint(report.campaign, r.variant, stage, r.chosen, artifacts)
+                scores[r.variant] = evaluate(path, data=data, include=include)
+            except CheckpointError as exc:  # one lost best.pt: the others still compare, and the cell says why
+                report.not_held_out[r.variant] = str(exc)
     report.held_out = scores
 
 
 def held_out_sentence(report: Report) -> str | None:
+    missing = " ".join(f"Not scored: {variant}, {why}." for variant, why in report.not_held_out.items())
     if not report.held_out:
-        return None
+        return missing or None
     e = next(iter(report.held_out.values()))
     return (f"Held out: {e.data}, {e.patches:,} patches of {e.patch_size}x{e.patch_size} from {len(e.files)} "
             "file(s), scored with each chosen config's best.pt (sarsweep evaluate). The validation split "
             "picked the configs and their best epochs, so only rasters kept apart from the campaign's data "
-            "compare them without flattering the winner.")
+            "compare them without flattering the winner." + (f" {missing}" if missing else ""))
 
 
 def held_out_lines(report: Report) -> list[str]:
     """What `report` and `demo` print about the held-out scores: the sentence, a line per variant."""
-    if not report.held_out:
+    if not report.held_out and not report.not_held_out:
         return []
     return [held_out_sentence(report) or "", *(
         f"  {variant}: held-out PSNR {e.psnr:.2f} dB, SSIM {e.ssim:.4f} ({e.checkpoint})"
@@ -230,7 +237,8 @@ def comparison_rows(report: Report) -> list[list[str]]:
         ])
         if report.held_out is not None:
             e = report.held_out.get(r.variant)
-            rows[-1].insert(4, "- / -" if e is None else f"{e.psnr:.2f} / {e.ssim:.4f}")
+            cell = "not scored" if r.variant in report.not_held_out else "- / -"
+            rows[-1].insert(4, cell if e is None else f"{e.psnr:.2f} / {e.ssim:.4f}")
     return rows
 
 
@@ -288,7 +296,7 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
         f"split, {c.quick.epochs} epochs, {c.quick.trials} trials per variant. Full stage: {c.full.fraction:g}, "
         f"{c.full.epochs} epochs, top {c.full.top_k} promoted.", "",
         summary_line(report), "", "## Comparison", "", _md_table(comparison_head(report), comparison_rows(report)), "",
-        *([held_out_sentence(report) or "", ""] if report.held_out else []),
+        *([held_out_sentence(report) or "", ""] if held_out_sentence(report) else []),
         "## Promoted configs", "", _md_table(PROMOTED_HEAD, promoted_rows(report)) if promoted_rows(report)
         else "No config has been promoted yet.", "",
         "## Fidelity: did the quick stage pick the full-scale winners?", "",
@@ -319,7 +327,7 @@ def to_html(report: Report, pngs: dict[str, bytes]) -> str:
             f"<style>{style}</style></head><body><h1>sarsweep report: campaign {html.escape(c.name)}</h1>"
             f"<p>{html.escape(summary_line(report))}</p>"
             f"<h2>Comparison</h2>{_html_table(comparison_head(report), comparison_rows(report))}"
-            + (f"<p>{html.escape(held_out_sentence(report) or '')}</p>" if report.held_out else "") +
+            + (f"<p>{html.escape(held_out_sentence(report) or '')}</p>" if held_out_sentence(report) else "") +
             f"<h2>Promoted configs</h2>{_html_table(PROMOTED_HEAD, promoted_rows(report))}"
             f"<h2>Fidelity</h2><ul>{fidelity}</ul>"
             f"<h2>Cost per stage</h2>{_html_table(COST_HEAD, cost_rows(report))}"

@@ -140,3 +140,28 @@ def test_held_out_scores_are_each_chosen_configs_checkpoint_on_the_same_rasters(
                  "--held-out", str(tmp_path / "nowhere")])
     assert code == 2 and capfd.readouterr().err == f"sarsweep: error: --held-out: directory not found: {tmp_path / 'nowhere'}\n"
     assert not (tmp_path / "x.md").exists()
+
+
+def test_a_lost_checkpoint_leaves_its_held_out_cell_saying_why(  # type: ignore[no-untyped-def]
+        finished_campaign, s1: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    from search.cli import main
+
+    url, path, campaign, storage = finished_campaign
+    scene = s1 / "S1A_IW_GRDH_1SDV_20150902T102505_20150902T102534_007535_00A699_2D00"
+    best_full = max(optuna.load_study(study_name="t.baseline.full", storage=storage).trials, key=lambda t: t.value)
+    checkpoint = Path(best_full.user_attrs["checkpoint"])
+    aside = checkpoint.with_name("best.pt.aside")
+    checkpoint.rename(aside)  # a node's disk lost, a cleanup gone too far
+    try:
+        capfd.readouterr()
+        code = main(["report", "--campaign", str(path), "--storage", url, "-o", str(tmp_path / "r.md"),
+                     "--artifacts", str(tmp_path / "elsewhere"), "--held-out", str(scene),
+                     "--held-out-include", "Patch/*.tif"])
+    finally:
+        aside.rename(checkpoint)
+    out = capfd.readouterr().out
+    md = (tmp_path / "r.md").read_text()
+    why = (f"Not scored: baseline, trial {best_full.number} of t.baseline.full: its checkpoint is neither at "
+           f"{checkpoint} nor at {tmp_path / 'elsewhere' / 't' / 'baseline' / 'full'}")
+    assert code == 0 and why in out and why in md
+    assert "| held-out PSNR / SSIM |" in md and "| not scored |" in md
