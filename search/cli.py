@@ -49,15 +49,24 @@ from search.process import setup_process
 EXIT_USER_ERROR = 2
 
 
-def at_least_one(text: str) -> int:
-    """argparse type of a count: `--top-k 0` would otherwise mean "the default" or do nothing."""
+def whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     return value
+
+
+def at_least_one(text: str) -> int:
+    """argparse type of a count: `--top-k 0` would otherwise mean "the default" or do nothing."""
+    return whole_number(text, 1)
+
+
+def index(text: str) -> int:
+    """argparse type of a 0-based index (a worker's number among its peers)."""
+    return whole_number(text, 0)
 
 
 def positive_seconds(text: str) -> float:
@@ -148,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--variant", required=True, help="which variant's study")
     worker.add_argument("--stage", required=True, choices=["quick", "full"])
     worker.add_argument("--device", help="override the campaign's device: cpu, cuda, cuda:N")
-    worker.add_argument("--worker-index", type=int, help="makes this worker's sampler seed reproducible")
+    worker.add_argument("--worker-index", type=index, help="makes this worker's sampler seed reproducible")
     _heartbeat_args(worker)
     worker.set_defaults(func=cmd_worker)
 

@@ -554,7 +554,9 @@ def test_demo_and_launch_refuse_bad_options_before_any_work(tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]  # no database, no trial, no checkpoint
     for option, value, *args in (["--per-gpu", "0", "launch", "--", "--campaign", "c.yaml"],
                                  ["--top-k", "0", "promote", "--campaign", "c.yaml"], ["--epochs", "0", "demo"],
-                                 ["--period", "-1", "reaper", "--campaign", "c.yaml"]):
+                                 ["--period", "-1", "reaper", "--campaign", "c.yaml"],
+                                 ["--worker-index", "-3", "worker", "--campaign", "c.yaml", "--variant", "baseline",
+                                  "--stage", "quick"]):
         done = run_cli(args[0], option, value, *args[1:], cwd=tmp_path)  # argparse's usage line, then the reason
         assert done.returncode == 2 and done.stderr.splitlines()[-1].startswith(
             f"sarsweep {args[0]}: error: argument {option}: must be "), done.stderr
