@@ -59,3 +59,10 @@ def test_storage_scaling_smoke() -> None:
     assert re.search(r"^sqlite\s+sarsweep\s+2\s+\d+\.\d\s+[\d.]+-[\d.]+\s+6\s+0\s", out, re.M)
     assert re.search(r"^postgresql\s+stock\+hb\s+2\s", out, re.M)
     assert re.search(r"^ratio sarsweep/stock trials/s on PostgreSQL by workers: 1: \d\.\d\d, 2: \d\.\d\d", out, re.M)
+
+
+def test_prepare_memory_smoke() -> None:
+    out = bench("bench/prepare_memory.py", "--smoke")
+    assert re.search(r"^cold\s+\d+\.\d\d\s+\d+\.\d\s+\d+\.\d\d$", out, re.M)
+    assert re.search(r"^# .* \| 64 patches, 0\.1 MiB$", out, re.M)  # 4 scenes of 64 px at 16 px, stride 16
+    assert re.search(r"^ratio peak growth / prepared array: cold \d+\.\d\d, warm \d+\.\d\d$", out, re.M)

@@ -14,8 +14,10 @@ import training.data.dataset as dataset
 from training.config import DataConfig, SyntheticConfig
 from training.data import load_data, nested_subset, prepare, split
 from training.data.patches import extract_patches
+from training.data.readers import read_raster
 from training.data.synthetic import reflectivity, speckled_scene
 from training.errors import DataError, RasterReadError
+from training.files import write_npy_rows
 
 
 def s1_cfg(s1: Path, **kw: object) -> DataConfig:
@@ -162,3 +164,33 @@ def test_synthetic_data_is_repeatable_and_seeded() -> None:
     assert not np.array_equal(a.train, c.train)
     dual = load_data(DataConfig(synthetic=SyntheticConfig(scenes=4, size=32), channels=2, patch_size=16))
     assert dual.train.shape[1] == 2
+
+
+@pytest.mark.parametrize(("patch_size", "stride"), [(16, 8), (64, 64)])
+def test_the_cache_holds_each_files_windows_in_order_written_raster_by_raster(
+        chips: Path, tsx: Path, patch_size: int, stride: int) -> None:
+    """Preparation streams rows of windows into the .npy; the result must be what cutting each
+    file whole and concatenating gives (at 64 px some chips are too small and are left out)."""
+    for npy in sorted(tsx.glob("*.npy")):
+        shutil.copy(npy, chips / npy.name)
+    cfg = DataConfig(root=str(chips), include=["*.tif", "*.npy"], patch_size=patch_size, stride=stride)
+    prepared = prepare(cfg)
+    expected = [(p.name, extract_patches(read_raster(p, cfg), patch_size, stride))
+                for p in sorted([*chips.glob("*.tif"), *chips.glob("*.npy")])]
+    expected = [(name, patches) for name, patches in expected if len(patches)]
+    assert prepared.files == [name for name, _ in expected]
+    np.testing.assert_array_equal(np.load(prepared.cache_path), np.concatenate([p for _, p in expected]))
+    owners = np.concatenate([np.full(len(p), i) for i, (_, p) in enumerate(expected)])
+    np.testing.assert_array_equal(prepared.patch_file, owners)
+    if patch_size == 64:
+        assert len(prepared.files) < len(list(chips.iterdir()))  # the small chips really were left out
+
+
+def test_npy_rows_are_a_valid_npy_whatever_the_count(tmp_path: Path) -> None:
+    chunks = [np.random.default_rng(i).random((n, 2, 3), dtype=np.float32) for i, n in enumerate((5, 0, 1_000))]
+    assert write_npy_rows(tmp_path / "a.npy", iter(chunks), (2, 3)) == 1005
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.concatenate(chunks))
+    assert write_npy_rows(tmp_path / "empty.npy", iter([]), (2, 3)) == 0
+    assert np.load(tmp_path / "empty.npy", mmap_mode="r").shape == (0, 2, 3)
+    with pytest.raises(ValueError, match=r"chunk of shape \(1, 3, 2\), expected rows of \(2, 3\)"):
+        write_npy_rows(tmp_path / "bad.npy", iter([np.zeros((1, 3, 2))]), (2, 3))

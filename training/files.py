@@ -7,7 +7,7 @@ import errno
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +53,42 @@ def write_npy(path: Path, array: np.ndarray) -> None:
         np.save(_WriteOnly(handle), array)  # type: ignore[arg-type]
         handle.flush()
         os.fsync(handle.fileno())
+
+
+NPY_HEADER_BYTES = 128
+"""A fixed-size .npy v1.0 header, so it can be rewritten in place once the row count is known."""
+
+
+def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The .npy format's header (NEP 1: magic, version 1.0, length, dict literal padded with
+    spaces and ending in a newline) for a C-order array, always NPY_HEADER_BYTES long."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    body = text.ljust(NPY_HEADER_BYTES - 11) + "\n"
+    if len(body) != NPY_HEADER_BYTES - 10:
+        raise ValueError(f"shape {shape} does not fit a {NPY_HEADER_BYTES}-byte .npy header")
+    return b"\x93NUMPY\x01\x00" + len(body).to_bytes(2, "little") + body.encode("latin1")
+
+
+def write_npy_rows(path: Path, chunks: Iterable[np.ndarray], row_shape: tuple[int, ...],
+                   dtype: str = "float32") -> int:
+    """Write the concatenation of `chunks` (each (n, *row_shape)) as one .npy, chunk by chunk, and
+    return its row count. Only one chunk is in memory at a time; np.concatenate would hold them
+    all and then a second copy. Synced to disk; a full disk is an OSError with its reason."""
+    rows, kind = 0, np.dtype(dtype)
+    with open(path, "wb") as handle:
+        handle.write(npy_header((0, *row_shape), kind))
+        for chunk in chunks:
+            data = np.ascontiguousarray(chunk, dtype=kind)
+            if data.shape[1:] != row_shape:
+                raise ValueError(f"chunk of shape {data.shape}, expected rows of {row_shape}")
+            if len(data):  # a memoryview of no bytes cannot be cast
+                handle.write(memoryview(data).cast("B"))
+                rows += len(data)
+        handle.seek(0)
+        handle.write(npy_header((rows, *row_shape), kind))
+        handle.flush()
+        os.fsync(handle.fileno())
+    return rows
 
 
 def ensure_writable(directory: Path) -> None:

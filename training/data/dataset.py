@@ -2,7 +2,8 @@
 
 The expensive part (decoding and cutting every raster) is cached on disk under a key made of
 the data config and the files' sizes and modification times, so every trial of a study after
-the first one reads a memory-mapped `.npy`. The split and the subsets are computed from the
+the first one reads a memory-mapped `.npy`. The first one writes it raster by raster, so
+preparing holds one raster's patches in memory, not the data set's. The split and the subsets are computed from the
 cached index in microseconds, so they cost nothing per trial.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +21,11 @@ import torch
 
 from training.cache import cache_root, describe_data, in_use, read_patches
 from training.config import DataConfig, config_hash
-from training.data.patches import extract_patches
+from training.data.patches import patch_rows
 from training.data.readers import read_raster
 from training.data.synthetic import synthetic_dir
 from training.errors import DataError, RasterReadError
-from training.files import atomic_write, write_npy
+from training.files import atomic_write, write_npy_rows
 
 log = logging.getLogger("sarsweep.data")
 CACHE_VERSION = 1
@@ -98,8 +100,10 @@ def _cache_relevant(cfg: DataConfig, root: Path, sources: list[Path]) -> dict[st
     }
 
 
-def _read_all(cfg: DataConfig, root: Path, sources: list[Path]) -> PreparedData:
-    chunks, owners, files, skipped = [], [], [], []
+def _patches_by_file(cfg: DataConfig, root: Path, sources: list[Path],
+                     skipped: list[str]) -> Iterator[tuple[str, Iterator[np.ndarray]]]:
+    """(file, its rows of patches) for each source, one raster in memory at a time; unreadable
+    files go to `skipped` when on_error is skip."""
     for path in sources:
         rel = path.relative_to(root).as_posix()
         try:
@@ -110,15 +114,29 @@ def _read_all(cfg: DataConfig, root: Path, sources: list[Path]) -> PreparedData:
             log.warning("skipping %s", exc)
             skipped.append(rel)
             continue
-        patches = extract_patches(image, cfg.patch_size, cfg.effective_stride, cfg.small_chips)
-        if len(patches):
-            owners.append(np.full(len(patches), len(files), dtype=np.int32))
-            chunks.append(patches)
-            files.append(rel)
-    shape = (0, cfg.channels, cfg.patch_size, cfg.patch_size)
-    patches = np.concatenate(chunks) if chunks else np.empty(shape, np.float32)
+        yield rel, patch_rows(image, cfg.patch_size, cfg.effective_stride, cfg.small_chips)
+
+
+def _write_patches(cfg: DataConfig, root: Path, sources: list[Path], array_path: Path) -> dict[str, Any]:
+    """Decode and cut every source straight into the cache's .npy; returns its index."""
+    files: list[str] = []
+    skipped: list[str] = []
+    owners: list[np.ndarray] = []
+
+    def chunks() -> Iterator[np.ndarray]:
+        for rel, rows in _patches_by_file(cfg, root, sources, skipped):
+            count = 0
+            for patches in rows:
+                count += len(patches)
+                yield patches
+            if count:  # a file too small for one patch is not listed: it can be neither train nor val
+                owners.append(np.full(count, len(files), dtype=np.int32))
+                files.append(rel)
+
+    row = (cfg.channels, cfg.patch_size, cfg.patch_size)
+    atomic_write(array_path, lambda tmp: write_npy_rows(tmp, chunks(), row))
     owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
-    return PreparedData(patches.astype(np.float32, copy=False), owner, files, skipped)
+    return {"files": files, "skipped": skipped, "patch_file": owner.tolist()}
 
 
 def prepare(cfg: DataConfig) -> PreparedData:
@@ -131,20 +149,17 @@ def prepare(cfg: DataConfig) -> PreparedData:
         sources = list_sources(root, cfg.include)
         relevant = _cache_relevant(cfg, root, sources)
         directory, key = cache_root() / "patches", config_hash(relevant)
-        cached = read_patches(directory, key)
-        if cached is not None:
-            patches, index = cached
-            return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"],
-                                index["skipped"], directory / f"{key}.npy")
-        prepared = _read_all(cfg, root, sources)
         array_path = directory / f"{key}.npy"
-        atomic_write(array_path, lambda tmp: write_npy(tmp, prepared.patches))
-        index = {"files": prepared.files, "skipped": prepared.skipped,
-                 "patch_file": prepared.patch_file.tolist(), "data": describe_data(relevant, len(prepared.patches))}
-        # the index is written last: it marks the entry complete
-        atomic_write(directory / f"{key}.json", lambda tmp: Path(tmp).write_text(json.dumps(index)))
-        prepared.cache_path = array_path
-        return prepared
+        cached = read_patches(directory, key)
+        if cached is None:
+            index = _write_patches(cfg, root, sources, array_path)
+            index["data"] = describe_data(relevant, len(index["patch_file"]))
+            # the index is written last: it marks the entry complete
+            atomic_write(directory / f"{key}.json", lambda tmp: Path(tmp).write_text(json.dumps(index)))
+            cached = np.load(array_path, mmap_mode="r"), index
+        patches, index = cached
+        return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"], index["skipped"],
+                            array_path)
 
 
 def split_files(n_files: int, val_fraction: float, seed: int) -> np.ndarray:

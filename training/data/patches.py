@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 
-def extract_patches(image: np.ndarray, size: int, stride: int, small: str = "skip") -> np.ndarray:
-    """All `size`x`size` windows at `stride` as (N, C, size, size).
+def patch_rows(image: np.ndarray, size: int, stride: int, small: str = "skip") -> Iterator[np.ndarray]:
+    """The `size`x`size` windows at `stride`, one row of windows at a time, each (n, C, size, size).
 
-    An image smaller than one patch gives no patch ("skip") or is mirror-padded up to one
-    patch along its short sides ("pad").
+    A row at a time keeps a large scene cut at a small stride from holding all its overlapping
+    windows (stride 4 on 32 px patches is 64 times the scene) in memory at once. An image smaller
+    than one patch gives no patch ("skip") or is mirror-padded up to one patch along its short
+    sides ("pad").
     """
     c, h, w = image.shape
     if (h < size or w < size) and small == "pad":
@@ -17,7 +21,13 @@ def extract_patches(image: np.ndarray, size: int, stride: int, small: str = "ski
         image = np.pad(image, pad, mode="symmetric")
         c, h, w = image.shape
     if h < size or w < size:
-        return np.empty((0, c, size, size), dtype=image.dtype)
-    tops = range(0, h - size + 1, stride)
+        return
     lefts = range(0, w - size + 1, stride)
-    return np.stack([image[:, t : t + size, x : x + size] for t in tops for x in lefts])
+    for top in range(0, h - size + 1, stride):
+        yield np.stack([image[:, top : top + size, x : x + size] for x in lefts])
+
+
+def extract_patches(image: np.ndarray, size: int, stride: int, small: str = "skip") -> np.ndarray:
+    """All windows of `patch_rows` as one (N, C, size, size) array."""
+    rows = list(patch_rows(image, size, stride, small))
+    return np.concatenate(rows) if rows else np.empty((0, image.shape[0], size, size), dtype=image.dtype)
