@@ -83,29 +83,27 @@ AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 
-def age(text: str) -> float:
-    """argparse type of an age: '30d', '12h', '90m', '45s', '2w' -> seconds."""
-    number, unit = text[:-1], text[-1:].lower()
+def _scaled(text: str, number: str, unit: str, units: dict[str, int], examples: str) -> float:
+    """float(number) * units[unit], never negative, or argparse's one-line error with `examples`."""
     try:
-        value = float(number) * AGE_UNITS[unit]
+        value = float(number) * units[unit]
     except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected an age like 30d, 12h or 90m, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {examples}, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
     return value
+
+
+def age(text: str) -> float:
+    """argparse type of an age: '30d', '12h', '90m', '45s', '2w' -> seconds."""
+    return _scaled(text, text[:-1], text[-1:].lower(), AGE_UNITS, "an age like 30d, 12h or 90m")
 
 
 def byte_size(text: str) -> int:
     """argparse type of a size: '50G', '500M', '1.5GiB', '0' -> bytes (powers of 1024, as sizes are shown)."""
     lowered = text.strip().lower().removesuffix("b").removesuffix("i")
     number, unit = (lowered[:-1], lowered[-1]) if lowered[-1:].isalpha() else (lowered, "")
-    try:
-        value = float(number) * SIZE_UNITS[unit]
-    except (KeyError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected a size like 50G, 500M or 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
-    return int(value)
+    return int(_scaled(text, number, unit, SIZE_UNITS, "a size like 50G, 500M or 0"))
 
 
 def _heartbeat_args(parser: argparse.ArgumentParser, whose: str = "") -> None:
