@@ -33,7 +33,7 @@ import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from search.campaign import CampaignConfig
+from search.campaign import STAGES, CampaignConfig
 from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
 from storage import artifact_store, trial_dir
@@ -273,7 +273,6 @@ def run_worker(
     """Run trials of (variant, stage) until the study is done or a signal stops the worker."""
     # Deferred: the training stack (torch) is not needed by work() itself (search/loadtest.py).
     from search.objective import TrialContext, run_trial
-    from training.checkpoint import checkpoint_bytes
     from training.data import load_data
     from training.inference import resolve_device
 
@@ -282,7 +281,7 @@ def run_worker(
     budget = campaign.quick.trials if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
-    need = checkpoint_bytes(variant, campaign.largest_model(variant))
+    need = largest_of(campaign, variant)
 
     def check_disk() -> None:
         """Before every claim: the artifacts folders can be written (a cheap probe, no lock)."""
@@ -290,16 +289,21 @@ def run_worker(
             ensure_writable(folder)
 
     def check_room() -> None:
-        """Under the claim lock: room for the largest trial's checkpoints plus what the study's
+        """Under the claim lock: room for the largest trial's checkpoints plus what the campaign's
         running trials have still to write (seen from this worker's artifacts root, the shared
         disk they all write to). Else the worker stops with no trial claimed, and a restart loop
         (compose's on-failure) only probes: no trial is failed, nor its retry spent, at its first
         checkpoint. Counting the running trials covers workers started together (launch
-        --per-gpu N, compose --scale): each used to see the empty disk and claim."""
-        running = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        pending = sum(still_to_write(t, artifacts, campaign, variant, stage, need) for t in running)
-        others = f" (this one and {len(running)} running)" if running else ""
-        ensure_free(artifacts, need + pending, f"{variant} trials' checkpoints{others}")
+        --per-gpu N, compose --scale), each of which used to see the empty disk and claim, and
+        those of the other variants and stage, whose workers write to the same root."""
+        running = running_trials(storage, campaign)
+        if not running:
+            ensure_free(artifacts, need, f"{variant} trials' checkpoints")
+            return
+        pending = sum(still_to_write(t, artifacts, campaign, v, s, largest_of(campaign, v)) for v, s, t in running)
+        n = len(running)
+        ensure_free(artifacts, need + pending, f"checkpoints of this {variant} trial and of {n} running "
+                                               f"trial{'s' if n > 1 else ''} of campaign {campaign.name}")
 
     def finished(trial: Trial, state: TrialState) -> None:
         if state in (TrialState.COMPLETE, TrialState.PRUNED) and not campaign.keep_last_checkpoint:
@@ -319,6 +323,27 @@ def _peak(variant: str, model_kwargs: tuple[tuple[str, int], ...]) -> int:
     from training.checkpoint import checkpoint_bytes
 
     return checkpoint_bytes(variant, dict(model_kwargs))
+
+
+def running_trials(storage: RDBStorage, campaign: CampaignConfig) -> list[tuple[str, str, FrozenTrial]]:
+    """(variant, stage, trial) for every running trial of the campaign: all its variants' studies,
+    both stages. A study not made yet has none. (Listing the studies, not looking each up by
+    name: a missing name raises inside Optuna's session, which rolls back the claim lock's
+    transaction on SQLite.)"""
+    ids = {study.study_name: study._study_id for study in storage.get_all_studies()}
+    found = []
+    for variant in campaign.variants:
+        for stage in STAGES:
+            study_id = ids.get(campaign.study_name(variant, stage))
+            if study_id is not None:
+                running = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+                found += [(variant, stage, trial) for trial in running]
+    return found
+
+
+def largest_of(campaign: CampaignConfig, variant: str) -> int:
+    """checkpoint_bytes of the variant's largest trial in this campaign."""
+    return _peak(variant, tuple(campaign.largest_model(variant).items()))
 
 
 def still_to_write(trial: FrozenTrial, artifacts: Path, campaign: CampaignConfig, variant: str, stage: str,

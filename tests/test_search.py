@@ -319,31 +319,36 @@ def test_a_worker_on_a_disk_too_small_claims_nothing_however_often_it_restarts(p
     assert trials_of(pg_url, "t.baseline.quick") == []  # no trial claimed, none failed, no retry queued
 
 
-def test_the_disk_check_counts_what_running_trials_have_still_to_write(pg_url: str, write_campaign,
-                                                                      tmp_path: Path) -> None:
+@pytest.mark.parametrize(("peer", "size"), [("baseline", "2m"), ("resnet_lite", "4m")])
+def test_the_disk_check_counts_what_running_trials_have_still_to_write(peer: str, size: str, pg_url: str,
+                                                                      write_campaign, tmp_path: Path) -> None:
     """Workers started together (launch --per-gpu N, compose --scale) each saw the empty disk and
-    claimed. Under the claim lock a worker now also counts the study's running trials: a 2 MB disk
-    holds one tiny trial's checkpoints (1.5 MiB) but not two."""
+    claimed. Under the claim lock a worker now also counts the campaign's running trials, its own
+    study's and the other variants' (whose workers write to the same artifacts root). One tiny
+    baseline trial's checkpoints take up to 1.5 MiB: a 2 MiB disk does not hold those and a
+    baseline peer's, a 4 MiB disk not those and a resnet_lite peer's (3.0 MiB; largest sizes, as
+    neither trial has its config yet)."""
     from search.worker import claim_trial
 
-    path = write_campaign(quick={"trials": 2})
+    path = write_campaign(variants=["baseline", "resnet_lite"], quick={"trials": 2})
     init(path, pg_url, tmp_path)
     storage = open_storage(pg_url)
-    study = optuna.load_study(study_name="t.baseline.quick", storage=storage)
+    study = optuna.load_study(study_name=f"t.{peer}.quick", storage=storage)
     held = claim_trial(study, storage, "quick", 2)  # a peer's trial, claimed, not yet writing
     assert held is not None
     disk = tmp_path / "disk"
     script = Path(sys.executable).parent / "sarsweep"
     worker = (f'"{script}" worker --campaign "{path}" --variant baseline --stage quick --storage "{pg_url}" '
               f'--artifacts "{disk}"')
-    done = on_a_small_disk(disk, "2m", worker, tmp_path)
+    done = on_a_small_disk(disk, size, worker, tmp_path)
     assert done.returncode == 2 and re.fullmatch(
-        rf"sarsweep: error: cannot write {re.escape(str(disk))}: \d+\.\d MiB free, baseline trials' checkpoints "
-        r"\(this one and 1 running\) need up to 3\.\d MiB\n", done.stderr), done.stderr
-    assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.RUNNING]  # nothing claimed
+        rf"sarsweep: error: cannot write {re.escape(str(disk))}: \d+\.\d MiB free, checkpoints of this baseline "
+        r"trial and of 1 running trial of campaign t need up to (3|4)\.\d MiB\n", done.stderr), done.stderr
+    nothing_claimed = [TrialState.RUNNING] if peer == "baseline" else []  # the peer's trial, or none
+    assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == nothing_claimed
 
     study.tell(held, 0.0)  # the peer finished (without writing here): the same disk takes the next trial
-    again = on_a_small_disk(tmp_path / "disk2", "2m", worker.replace(str(disk), str(tmp_path / "disk2")), tmp_path)
+    again = on_a_small_disk(tmp_path / "disk2", size, worker.replace(str(disk), str(tmp_path / "disk2")), tmp_path)
     assert again.returncode == 0, again.stderr
     assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.COMPLETE] * 2
 
