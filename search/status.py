@@ -59,7 +59,9 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     running = [t for t in trials if t.state == TrialState.RUNNING]
     if running:
         ages = heartbeat_ages(storage, study._study_id)
-        now = datetime.now()  # Optuna stamps datetime_start with the worker's local clock
+        # Optuna 5's RDB storage keeps datetime_start as UTC and hands it out in this host's local
+        # time, so a status host in another zone than the worker reads it right (clock skew aside).
+        now = datetime.now()
         for t in running:
             started = t.datetime_start
             status.running.append(RunningTrial(
