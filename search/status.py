@@ -5,12 +5,13 @@ stuck or dead worker needs: which host and pid, and whether the reaper is about 
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import STAGES, CampaignConfig
 from search.studies import StudyError, best_complete, load_stage_study
@@ -30,6 +31,8 @@ class RunningTrial:
     """Since the trial started, on this host's clock against the worker's."""
     beat_age: float | None
     """Seconds since its last heartbeat, on the database's clock (None: no heartbeat row)."""
+    epoch_seconds: float | None = None
+    """Its epochs' mean wall time so far (training and validation), None before its first."""
 
 
 @dataclass
@@ -43,6 +46,7 @@ class StageStatus:
     best_params: dict[str, Any] = field(default_factory=dict)
     budget: int | None = None
     running: list[RunningTrial] = field(default_factory=list)
+    left: Left | None = None
 
 
 def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str) -> StageStatus:
@@ -57,19 +61,81 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     if best is not None:
         status.best_value, status.best_trial, status.best_params = best.value, best.number, best.params
     running = [t for t in trials if t.state == TrialState.RUNNING]
+    # Optuna 5's RDB storage keeps datetime_start as UTC and hands it out in this host's local
+    # time, so a status host in another zone than the worker reads it right (clock skew aside).
+    now = datetime.now()
     if running:
         ages = heartbeat_ages(storage, study._study_id)
-        # Optuna 5's RDB storage keeps datetime_start as UTC and hands it out in this host's local
-        # time, so a status host in another zone than the worker reads it right (clock skew aside).
-        now = datetime.now()
         for t in running:
             started = t.datetime_start
+            epochs = t.user_attrs.get("epochs", [])
             status.running.append(RunningTrial(
-                t.number, t.user_attrs.get("worker"), len(t.user_attrs.get("epochs", [])),
-                t.user_attrs.get("config", {}).get("epochs"),
+                t.number, t.user_attrs.get("worker"), len(epochs), t.user_attrs.get("config", {}).get("epochs"),
                 None if started is None else max(0.0, (now - started).total_seconds()), ages.get(t._trial_id),
+                _mean([e.get("seconds") for e in epochs]),
             ))
+    to_start = counts["WAITING"]
+    if stage == "quick":
+        originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
+        to_start += max(0, campaign.quick.trials - originals)
+    status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs)
     return status
+
+
+@dataclass
+class Left:
+    """What a stage has still to run and the estimated wall time for it at the current worker count."""
+
+    trials: int
+    """Trials not finished: running, waiting, and a quick stage's budget not yet claimed."""
+    workers: int
+    """Trials running now (one per worker)."""
+    seconds: float | None
+    """Estimated until the last of them ends, None when it cannot be estimated (nothing has
+    finished an epoch yet) or nothing runs them (no worker)."""
+
+
+def _mean(values: list[Any]) -> float | None:
+    numbers = [float(v) for v in values if isinstance(v, (int, float))]
+    return sum(numbers) / len(numbers) if numbers else None
+
+
+def time_left(trials: list[FrozenTrial], running: list[RunningTrial], to_start: int, epochs: int) -> Left:
+    """Estimated wall time until the stage's last trial ends, if the workers running now go on.
+
+    A trial still to start takes the mean wall time of the stage's finished trials (COMPLETE and
+    PRUNED, so pruning is counted in), or, before any has finished, the stage's epochs at the
+    running trials' mean epoch time. A running trial takes its own mean epoch time for each epoch
+    it has left, as if it is not pruned (an upper bound), or, before its first epoch, a new trial's
+    time less what it has run. Trials are handed to the worker that frees up first."""
+    spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
+             if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start and t.datetime_complete]
+    per_epoch = _mean([r.epoch_seconds for r in running])
+    per_trial = _mean(spans) if spans else (None if per_epoch is None else per_epoch * epochs)
+    remaining: list[float | None] = []
+    for r in running:
+        if r.epoch_seconds is not None:
+            remaining.append(r.epoch_seconds * max(0, (r.epochs or epochs) - r.epochs_done))
+        else:
+            remaining.append(None if per_trial is None else max(0.0, per_trial - (r.seconds or 0.0)))
+    left = Left(len(running) + to_start, len(running), None)
+    if not running or any(x is None for x in remaining) or (to_start and per_trial is None):
+        return left
+    free = sorted(x for x in remaining if x is not None)
+    for _ in range(to_start):  # each new trial to the worker that frees up first
+        heapq.heapreplace(free, free[0] + (per_trial or 0.0))
+    left.seconds = max(free)
+    return left
+
+
+def render_left(row: StageStatus) -> str:
+    """'done', '-' (nothing to run yet), 'no worker', '?' (no epoch timed yet) or '~1h05m'."""
+    left = row.left
+    if left is None or left.trials == 0:
+        return "done" if sum(row.counts.values()) else "-"
+    if left.workers == 0:
+        return "no worker"
+    return "?" if left.seconds is None else "~" + duration(left.seconds)
 
 
 def _fmt(value: Any) -> str:
@@ -78,7 +144,7 @@ def _fmt(value: Any) -> str:
 
 def render(rows: list[StageStatus], objective: str) -> str:
     head = (f"{'variant':<12} {'stage':<6} {'done':>4} {'pruned':>6} {'failed':>6} {'running':>7} {'waiting':>7}"
-            f"  best {objective:<6} params")
+            f" {'left':>9}  best {objective:<6} params")
     lines = [head, "-" * len(head)]
     for r in rows:
         if not r.exists:
@@ -88,7 +154,7 @@ def render(rows: list[StageStatus], objective: str) -> str:
         best = f"#{r.best_trial} {r.best_value:.4g}" if r.best_value is not None else "-"
         params = " ".join(f"{k}={_fmt(v)}" for k, v in r.best_params.items())
         lines.append(f"{r.variant:<12} {r.stage:<6} {c['COMPLETE']:>4} {c['PRUNED']:>6} {c['FAIL']:>6} "
-                     f"{c['RUNNING']:>7} {c['WAITING']:>7}  {best:<11} {params}")
+                     f"{c['RUNNING']:>7} {c['WAITING']:>7} {render_left(r):>9}  {best:<11} {params}")
     return "\n".join(lines)
 
 
@@ -133,5 +199,5 @@ def waiting_promotions(rows: list[StageStatus]) -> int:
     return sum(r.counts.get("WAITING", 0) for r in rows if r.stage == "full" and r.exists)
 
 
-__all__ = ["RunningTrial", "StageStatus", "campaign_status", "render", "render_running", "stage_status",
-           "waiting_promotions"]
+__all__ = ["Left", "RunningTrial", "StageStatus", "campaign_status", "render", "render_left", "render_running",
+           "stage_status", "time_left", "waiting_promotions"]
