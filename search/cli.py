@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = _campaign_command(commands, "status", "trials by state and the best value per variant and stage")
     _heartbeat_args(status, "the workers' ")
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables (for scripts)")
     status.set_defaults(func=cmd_status)
 
     reaper = _campaign_command(commands, "reaper", "fail and retry stale trials even when no worker starts one")

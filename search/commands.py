@@ -219,6 +219,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     campaign = _campaign(args)
     storage = _storage(args, "status")
     rows = campaign_status(storage, campaign)
+    if args.json:
+        import json
+
+        from search.status import to_json
+
+        print(json.dumps(to_json(campaign, rows, heartbeat_of(storage)[1]), indent=2))
+        return 0
     print(render(rows, campaign.objective))
     running = render_running(rows, heartbeat_of(storage)[1])
     if running:

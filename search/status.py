@@ -191,6 +191,29 @@ def render_running(rows: list[StageStatus], grace_period: float) -> str:
     return "\n".join(lines)
 
 
+def to_json(campaign: CampaignConfig, rows: list[StageStatus], grace_period: float) -> dict[str, Any]:
+    """What the tables say, for scripts: per variant and stage the counts, best trial, estimate
+    and running trials (seconds as numbers; `stale` judged against `grace_period`)."""
+    stages = []
+    for r in rows:
+        stage: dict[str, Any] = {"variant": r.variant, "stage": r.stage, "exists": r.exists}
+        if r.exists:
+            left = r.left
+            stage.update(
+                counts=r.counts,
+                best=None if r.best_trial is None else {"trial": r.best_trial, "value": r.best_value,
+                                                        "params": r.best_params},
+                left=None if left is None else {"trials": left.trials, "workers": left.workers,
+                                                "seconds": left.seconds, "says": render_left(r)},
+                running=[{"trial": t.number, "worker": t.worker, "epochs_done": t.epochs_done, "epochs": t.epochs,
+                          "seconds": t.seconds, "heartbeat_age": t.beat_age,
+                          "stale": t.beat_age is not None and t.beat_age > grace_period} for t in r.running],
+            )
+        stages.append(stage)
+    return {"campaign": campaign.name, "objective": campaign.objective, "grace_period": grace_period,
+            "promotions_waiting": waiting_promotions(rows), "stages": stages}
+
+
 def campaign_status(storage: RDBStorage, campaign: CampaignConfig) -> list[StageStatus]:
     return [stage_status(storage, campaign, v, s) for v in campaign.variants for s in STAGES]
 
@@ -200,4 +223,4 @@ def waiting_promotions(rows: list[StageStatus]) -> int:
 
 
 __all__ = ["Left", "RunningTrial", "StageStatus", "campaign_status", "render", "render_left", "render_running",
-           "stage_status", "time_left", "waiting_promotions"]
+           "stage_status", "time_left", "to_json", "waiting_promotions"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 import re
 import signal
@@ -395,6 +396,11 @@ def test_reaper_retries_a_dead_workers_trial_with_no_other_worker(pg_url: str, w
     storage.engine.dispose()
     row = _running_row(path, pg_url, tmp_path, grace=60)  # fresh: no STALE mark, no epoch or worker yet
     assert row[:4] == ["baseline", "quick", "#0", "-"] and row[6:] == ["ago", "-"], row
+    listed = run_cli("status", "--campaign", str(path), "--storage", pg_url, "--json", "--grace-period", "60",
+                     cwd=tmp_path)
+    (running,) = json.loads(listed.stdout)["stages"][0]["running"]
+    assert (running["trial"], running["worker"], running["epochs_done"], running["stale"]) == (0, None, 0, False)
+    assert 0 <= running["heartbeat_age"] < 60 and 0 <= running["seconds"] < 60
     time.sleep(3)  # past the grace period; nothing else touches the study
     reaped = run_cli("reaper", "--campaign", str(path), "--storage", pg_url, "--once", *beat, cwd=tmp_path)
     assert reaped.returncode == 0, reaped.stderr
@@ -500,6 +506,17 @@ def test_status_shows_states_and_best(pg_url: str, write_campaign, tmp_path: Pat
     lines = done.stdout.strip().splitlines()
     assert lines[-2] == "promotions waiting for full-stage workers: 2"
     assert lines[-1].startswith("t: 5 trials (3 complete, 0 pruned, 0 failed, 0 running, 2 waiting)")
+    # The same for scripts, as JSON on stdout.
+    as_json = run_cli("status", "--campaign", str(path), "--storage", pg_url, "--json", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    got = json.loads(as_json.stdout)
+    assert (got["campaign"], got["promotions_waiting"]) == ("t", 2)
+    quick, full = got["stages"]
+    assert (quick["stage"], quick["counts"]["COMPLETE"], quick["best"]["trial"]) == ("quick", 3, best.number)
+    assert quick["best"]["value"] == best.value and quick["best"]["params"] == best.params
+    assert quick["left"] == {"trials": 0, "workers": 0, "seconds": None, "says": "done"} and quick["running"] == []
+    assert (full["counts"]["WAITING"], full["best"], full["left"]["trials"], full["left"]["says"]) == (
+        2, None, 2, "no worker")
 
 
 def test_status_lists_unbeaten_then_stalest_running_trials_first() -> None:
