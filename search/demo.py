@@ -29,9 +29,9 @@ from training.schema import build
 
 
 def demo_campaign(trials: int | None = None, epochs: int | None = None) -> CampaignConfig:
-    import yaml
+    from training.config import parse_yaml
 
-    raw = yaml.safe_load(files("search").joinpath("demo_campaign.yaml").read_text())
+    raw = parse_yaml(files("search").joinpath("demo_campaign.yaml").read_text())
     if trials is not None:
         raw["quick"]["trials"] = trials
     if epochs is not None:

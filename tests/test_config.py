@@ -63,6 +63,25 @@ def test_bad_config_names_the_field(tmp_path: Path, text: str, expected: str) ->
     assert "\n" not in str(err.value)
 
 
+def test_numbers_in_exponent_notation_are_numbers(tmp_path: Path) -> None:
+    """`lr: 1e-3` was refused ("expected float, got '1e-3'"): PyYAML reads YAML 1.1, where a float
+    needs a dot. Train and campaign files now read it as YAML 1.2 and JSON do; a quoted '1e-3'
+    is still a string, and a word that only looks like one (e5, 1e) too."""
+    from search.campaign import load_campaign
+
+    cfg = load_train_config(write(tmp_path, "lr: 1e-3\nweight_decay: 5E-5\ngrad_clip: 1e0\nepochs: 3\n"))
+    assert (cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.epochs) == (0.001, 5e-05, 1.0, 3)
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text("name: c\nsearch:\n  lr: {low: 1e-5, high: 2.5e-2, log: true}\n"
+                        "  weight_decay: {choices: [0, 1e-6, 1e-4]}\n")
+    space = load_campaign(campaign).search
+    assert (space["lr"].low, space["lr"].high) == (1e-5, 0.025)
+    assert space["weight_decay"].choices == [0, 1e-6, 1e-4]
+    for text in ("lr: '1e-3'\n", "lr: e5\n", "lr: 1e\n"):
+        with pytest.raises(ConfigError, match="lr: expected float, got '"):
+            load_train_config(write(tmp_path, text))
+
+
 def test_python_object_tag_is_refused_and_never_runs(tmp_path: Path) -> None:
     sentinel = tmp_path / "pwned"
     path = write(tmp_path, f"variant: !!python/object/apply:os.system ['touch {sentinel}']\n")

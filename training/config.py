@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -195,6 +196,21 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that `1e-3` is a float. PyYAML follows YAML 1.1, where a
+    float needs a dot (`1.0e-3`), and read `lr: 1e-3`, the way people write learning rates, as the
+    string '1e-3'; YAML 1.2 (and JSON) read it as a number."""
+
+
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")  # 1e-3, 5E4, 2.5e-4
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """yaml.safe_load with `1e-3` read as a float (see _Loader)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: str | Path) -> Any:
     """`yaml.safe_load` of a file, every failure turned into one ConfigError naming the file."""
     path = Path(path)
@@ -205,7 +221,7 @@ def read_yaml(path: str | Path) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("", f"cannot read config file ({exc.__class__.__name__}: {exc})", str(path)) from None
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
