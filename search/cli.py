@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out-dir", help="override out_dir (where best.pt and last.pt go)")
     train.add_argument("--device", help="override device: auto, cpu, cuda, cuda:N")
     train.add_argument("--epochs", type=int, help="override epochs")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, dotted for sections (fraction=1.0, data.root=/mnt/sar, "
+                            "lr=1e-3); the value is read as YAML; repeatable")
     train.set_defaults(func=cmd_train)
 
     init = _campaign_command(commands, "init", "create the schema and the campaign's studies (run once)")

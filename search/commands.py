@@ -24,10 +24,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from training.config import load_train_config
     from training.trainer import train
 
-    cfg = load_train_config(args.config)
-    overrides = {k: v for k, v in (("out_dir", args.out_dir), ("device", args.device), ("epochs", args.epochs)) if v}
-    if overrides:
-        cfg = cfg.replace(**overrides)
+    changes = [(f"--set {item}", *_setting(item)) for item in args.set]
+    for flag, key, value in (("--out-dir", "out_dir", args.out_dir), ("--device", "device", args.device),
+                             ("--epochs", "epochs", args.epochs)):
+        if value is not None:  # `--epochs 0` is refused by the schema, not dropped
+            changes.append((f"{flag} {value}", key, value))
+    cfg = load_train_config(args.config, changes)
 
     def report(epoch: object) -> None:
         e = epoch  # EpochResult
@@ -41,6 +43,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"val PSNR {result.best_psnr:.2f} dB, SSIM {result.best_ssim:.4f} (best epoch {result.best_epoch}), "
           f"{result.params:,} parameters, checkpoint {result.best_path}")
     return 0
+
+
+def _setting(item: str) -> tuple[str, object]:
+    """'data.root=/mnt/sar' -> ('data.root', '/mnt/sar'); the value read as YAML (1e-3, null, [1, 99])."""
+    import yaml
+
+    from training.config import parse_yaml
+    from training.errors import ConfigError
+
+    key, sep, text = item.partition("=")
+    if not sep:
+        raise ConfigError("", "expected KEY=VALUE, such as lr=1e-3 or data.root=/mnt/sar", f"--set {item}")
+    try:
+        value = parse_yaml(text) if text.strip() else text
+    except yaml.YAMLError:
+        value = text  # not YAML on its own (e.g. a path with ': '): the text as given
+    return key.strip(), value
 
 
 def _storage(args: argparse.Namespace, role: str, create_schema: bool = False):  # type: ignore[no-untyped-def]

@@ -50,6 +50,51 @@ def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> Non
     assert not (tmp_path / "out").exists()
 
 
+def test_set_overrides_any_key_of_the_config(tmp_path: Path, s1: Path) -> None:
+    """An exported config names the data where the search ran and its stage's fraction; retraining
+    it elsewhere or on all the data needed an edited copy. Here a config made for generated
+    scenes retrains on real Sentinel-1 chips, half of them, at another learning rate."""
+    import torch
+
+    config = tmp_path / "exported.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out")))
+    done = sarsweep("train", "--config", str(config), "--set", f"data.root={s1}", "--set", 'data.include=["*/Patch/*.tif"]',
+                    "--set", "data.val_max_patches=64", "--set", "fraction=0.5", "--set", "lr=1e-3", "--epochs", "1",
+                    cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"on {s1}, fraction 0.5" in done.stdout
+    saved = torch.load(tmp_path / "out" / "best.pt", weights_only=True)["config"]
+    assert (saved["data"]["root"], saved["data"]["include"], saved["data"]["val_max_patches"]) == (
+        str(s1), ["*/Patch/*.tif"], 64)
+    assert (saved["fraction"], saved["lr"], saved["epochs"]) == (0.5, 1e-3, 1)
+
+
+def test_bad_overrides_name_the_option_exit_2_and_write_nothing(tmp_path: Path, capfd) -> None:  # type: ignore[no-untyped-def]
+    from search.cli import main  # in-process: a dozen CLI runs, each refused before any data is read
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out")))
+    cases = {  # `--epochs 0` used to be dropped (0 is falsy) and the run trained the file's epochs
+        ("--epochs", "0"): "--epochs 0: must be at least 1, got 0",
+        ("--set", "lr"): "--set lr: expected KEY=VALUE, such as lr=1e-3 or data.root=/mnt/sar",
+        ("--set", "learning_rate=0.1"): "--set learning_rate=0.1: unknown key; known keys here: base_channels,",
+        ("--set", "lr.x=1"): "--set lr.x=1: lr is 0.002, not a section",
+        ("--set", "data.patch_size=20"): "--set data.patch_size=20: 20 is not a multiple of baseline's downsampling",
+        ("--set", "data..root=x"): "--set data..root=x: 'data..root' is no dotted key such as lr or data.root",
+        ("--set", "variant=residual", "--set", "base_channels=0"): "--set base_channels=0: must be at least 1, got 0",
+    }
+    for args, expected in cases.items():
+        capfd.readouterr()
+        assert main(["train", "--config", str(config), *args]) == 2, args
+        out, err = capfd.readouterr()
+        assert err.startswith(f"sarsweep: error: {expected}") and len(err.splitlines()) == 1, (args, err)
+        assert out == "" and not (tmp_path / "out").exists()
+    # An error in the file itself still names the file, with or without overrides.
+    config.write_text(config.read_text().replace("patch_size: 16", "patch_size: 20"))
+    assert main(["train", "--config", str(config), "--set", "lr=1e-3"]) == 2
+    assert capfd.readouterr().err.startswith(f"sarsweep: error: {config}: data.patch_size: 20 is not")
+
+
 def test_missing_data_directory_is_one_line_exit_2(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out", data={"root": str(tmp_path / "nowhere")})))

@@ -229,8 +229,41 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError("", f"invalid YAML{where}: {problem}", str(path)) from None
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    return TrainConfig.from_dict(read_yaml(path), source=str(path))
+def load_train_config(path: str | Path, changes: list[tuple[str, str, Any]] | None = None) -> TrainConfig:
+    """The train config in `path`, with `changes` applied: (option, dotted key, value) each, such
+    as ("--set data.root=/mnt/sar", "data.root", "/mnt/sar"). The file must be valid on its own
+    (its errors name it); an error a change causes names that option."""
+    raw = read_yaml(path)
+    cfg = TrainConfig.from_dict(raw, source=str(path))
+    if not changes:
+        return cfg
+    for option, key, value in changes:
+        set_dotted(raw, key, value, option)
+    try:
+        return TrainConfig.from_dict(raw)
+    except ConfigError as exc:
+        for option, key, _ in changes:
+            if exc.field == key or exc.field.startswith(key + "."):
+                raise ConfigError("", exc.message, option) from None
+        options = ", ".join(option for option, _, _ in changes)
+        raise exc.within(source=f"{path} with {options}") from None
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any, option: str) -> None:
+    """data['a']['b'] = value for key 'a.b', making missing sections; a ConfigError naming
+    `option` when a part of the key is no section."""
+    *sections, last = key.split(".")
+    if not all((*sections, last)):
+        raise ConfigError("", f"{key!r} is no dotted key such as lr or data.root", option)
+    node = data
+    for i, name in enumerate(sections):
+        child = node.setdefault(name, {})
+        if child is None:
+            child = node[name] = {}
+        if not isinstance(child, dict):
+            raise ConfigError("", f"{'.'.join(sections[:i + 1])} is {child!r}, not a section", option)
+        node = child
+    node[last] = value
 
 
 def dump_yaml(data: dict[str, Any], header: str = "") -> str:
