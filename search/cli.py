@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from models.errors import SarsweepError
 from search.commands import (
@@ -49,14 +50,32 @@ from search.process import setup_process
 EXIT_USER_ERROR = 2
 
 
-def whole_number(text: str, minimum: int) -> int:
+class Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one line (argparse prints its usage block first); the
+    help is one --help away, which the line says when the command line's shape was wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        shape = ("the following arguments are required", "unrecognized arguments", "invalid choice",
+                 "expected one argument", "expected at least one argument", "not allowed with argument")
+        hint = f" (see {self.prog} --help)" if any(s in message for s in shape) else ""
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}{hint}\n")
+
+
+def whole_number(text: str, minimum: int, maximum: int | None = None) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
     return value
+
+
+def port(text: str) -> int:
+    """argparse type of a TCP port to listen on (a number past 65535 was a traceback from bind)."""
+    return whole_number(text, 1, 65535)
 
 
 def at_least_one(text: str) -> int:
@@ -130,7 +149,7 @@ def _campaign_command(commands: argparse._SubParsersAction, name: str, help: str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sarsweep", description="Hyperparameter search for SAR autoencoders.")
+    parser = Parser(prog="sarsweep", description="Hyperparameter search for SAR autoencoders.")
     parser.add_argument("--version", action="version", version=f"sarsweep {sarsweep_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -223,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dashboard = commands.add_parser("dashboard", help="optuna-dashboard on the storage, with trial previews")
     dashboard.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    dashboard.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    dashboard.add_argument("--port", type=port, default=8080, help="port (default 8080)")
     _add_storage(dashboard, artifacts=True)
     dashboard.set_defaults(func=cmd_dashboard)
 

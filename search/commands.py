@@ -199,6 +199,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate, report_lines
     from training.files import atomic_write, ensure_writable
 
+    if args.checkpoint:  # they pick a campaign's trial: beside a checkpoint they were silently ignored
+        given = [flag for flag, value in (("--variant", args.variant), ("--stage", args.stage),
+                                          ("--trial", args.trial)) if value is not None]
+        if given:
+            from training.errors import SarsweepError
+
+            raise SarsweepError(f"{', '.join(given)} pick a trial of --campaign; with --checkpoint there is none "
+                                f"to pick")
     outputs = [Path(p) for p in (args.json, args.preview) if p]
     for path in outputs:  # before the work: an hour of scoring must not end in "cannot write"
         ensure_writable(path.parent)

@@ -101,6 +101,8 @@ def test_the_command_prints_writes_json_and_a_preview(trained: Path, s1: Path, t
     (["--checkpoint", "{relative}"], "the data.root it was trained on, ../s1, is not a directory from {tmp}; "
                                      "run from where it trained, or pass --data"),
     (["--campaign", "{tmp}/c.yaml"], "--variant is needed with --campaign"),
+    (["--checkpoint", "{ckpt}", "--trial", "3", "--stage", "full"],
+     "--stage, --trial pick a trial of --campaign; with --checkpoint there is none to pick"),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(args: list[str], message: str, trained: Path,
                                                          tmp_path: Path, capfd: pytest.CaptureFixture[str],
