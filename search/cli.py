@@ -127,8 +127,10 @@ def byte_size(text: str) -> int:
 
 def _heartbeat_args(parser: argparse.ArgumentParser, whose: str = "") -> None:
     """--heartbeat-interval and --grace-period: a worker's own; a reaper's or status's must match the workers'."""
-    parser.add_argument("--heartbeat-interval", type=int, help=f"{whose}seconds between heartbeats (default 30)")
-    parser.add_argument("--grace-period", type=int,
+    # Whole seconds from 1: 0 fell back to the default unsaid, a negative interval was Optuna's traceback.
+    parser.add_argument("--heartbeat-interval", type=at_least_one,
+                        help=f"{whose}seconds between heartbeats (default 30)")
+    parser.add_argument("--grace-period", type=at_least_one,
                         help=f"{whose}seconds without a heartbeat before a running trial is stale and retried "
                              "(default 120)")
 

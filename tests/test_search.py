@@ -610,6 +610,8 @@ def test_demo_and_launch_refuse_bad_options_before_any_work(tmp_path: Path) -> N
                                  ["--period", "-1", "reaper", "--campaign", "c.yaml"],
                                  ["--worker-index", "-3", "worker", "--campaign", "c.yaml", "--variant", "baseline",
                                   "--stage", "quick"],
+                                 ["--heartbeat-interval", "-5", "status", "--campaign", "c.yaml"],  # a traceback
+                                 ["--grace-period", "0", "reaper", "--campaign", "c.yaml"],  # the default, unsaid
                                  ["--port", "70000", "dashboard"]):  # past 65535 was a traceback from bind()
         done = run_cli(args[0], option, value, *args[1:], cwd=tmp_path)  # one line, without argparse's usage block
         assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and done.stderr.startswith(
