@@ -20,16 +20,39 @@ from models.errors import SarsweepError
 log = logging.getLogger("sarsweep.launch")
 
 
-def parse_gpus(spec: str) -> list[str]:
-    """'all' -> every visible CUDA device; '0,1,3' -> those; [] means CPU only."""
-    if spec == "all":
+def parse_gpus(spec: str, count: int | None = None, visible: str | None = None) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES value of each GPU slot; [] means CPU workers.
+
+    'all' is every GPU this process sees; '0,1,3' are indices among them. `count` is how many
+    it sees (torch's count when None) and `visible` its own CUDA_VISIBLE_DEVICES (the
+    environment's when None): inside an allocation that set it (Slurm's '4,5', a container's
+    GPU UUIDs) a child gets the allocation's entry, not the bare index, which would name a GPU
+    outside it. An index it does not see, or one listed twice, is an error: each would leave a
+    worker training on the CPU, or two on one GPU, without a word."""
+    if count is None:
         import torch
 
-        return [str(i) for i in range(torch.cuda.device_count())]
-    gpus = [g.strip() for g in spec.split(",") if g.strip()]
-    if not gpus or not all(g.isdigit() for g in gpus):
-        raise SarsweepError(f"--gpus: expected 'all' or a comma-separated list of GPU indices, got {spec!r}")
-    return gpus
+        count = torch.cuda.device_count()
+    if visible is None:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if spec == "all":
+        indices = list(range(count))
+    else:
+        parts = [g.strip() for g in spec.split(",") if g.strip()]
+        if not parts or not all(g.isdigit() for g in parts):
+            raise SarsweepError(f"--gpus: expected 'all' or a comma-separated list of GPU indices, got {spec!r}")
+        indices = [int(g) for g in parts]
+        twice = sorted({i for i in indices if indices.count(i) > 1})
+        if twice:
+            raise SarsweepError(f"--gpus {spec}: GPU {twice[0]} is listed twice; "
+                                "--per-gpu N runs N workers on each GPU")
+        missing = [i for i in indices if i >= count]
+        if missing:
+            sees = f"{count} GPU(s), 0-{count - 1}" if count else "no GPU"
+            raise SarsweepError(f"--gpus {spec}: GPU {missing[0]} is not visible here (this process sees {sees}"
+                                f"{'' if visible is None else f', CUDA_VISIBLE_DEVICES={visible!r}'})")
+    entries = [e.strip() for e in visible.split(",")] if visible else []
+    return [entries[i] if i < len(entries) else str(i) for i in indices]
 
 
 def worker_commands(gpus: list[str], per_gpu: int, worker_args: list[str]) -> list[tuple[list[str], dict[str, str]]]:

@@ -20,6 +20,7 @@ import yaml
 from conftest import REPO, on_a_small_disk, run_cli, start_cli, tiny_campaign_dict
 from optuna.trial import TrialState
 
+from models.errors import SarsweepError
 from search.campaign import load_campaign
 from search.promote import promote
 from search.worker import run_worker
@@ -629,6 +630,39 @@ def test_heartbeat_settings_must_leave_room(pg_url: str) -> None:
 
     with pytest.raises(StorageError, match="grace period"):
         StorageSettings(heartbeat_interval=10, grace_period=10)
+
+
+def test_launch_hands_each_worker_a_gpu_of_its_own_allocation() -> None:
+    """Inside an allocation that set CUDA_VISIBLE_DEVICES (Slurm: '4,5,6,7'), index 1 is the
+    allocation's second GPU; a child told CUDA_VISIBLE_DEVICES=1 trained on physical GPU 1, outside
+    it. A GPU it does not see, or one listed twice, used to start a CPU worker or two workers on one
+    GPU without a word."""
+    from search.launch import parse_gpus
+
+    assert parse_gpus("all", 4, "4,5,6,7") == ["4", "5", "6", "7"]
+    assert parse_gpus("1,3", 4, "4,5,6,7") == ["5", "7"]
+    assert parse_gpus("all", 2, "GPU-8a1f,GPU-77c2") == ["GPU-8a1f", "GPU-77c2"]  # UUIDs, as containers set
+    assert parse_gpus("0, 2", 3, None) == ["0", "2"]  # no allocation: the indices themselves
+    assert parse_gpus("all", 0, "") == []  # no GPU: CPU workers
+    for spec, count, visible, message in (
+            ("0,0", 4, None, "--gpus 0,0: GPU 0 is listed twice; --per-gpu N runs N workers on each GPU"),
+            ("2,7", 4, "4,5,6,7", "--gpus 2,7: GPU 7 is not visible here (this process sees 4 GPU(s), 0-3, "
+                                  "CUDA_VISIBLE_DEVICES='4,5,6,7')"),
+            ("0", 0, None, "--gpus 0: GPU 0 is not visible here (this process sees no GPU)"),
+            ("gpu0", 1, None, "--gpus: expected 'all' or a comma-separated list of GPU indices, got 'gpu0'")):
+        with pytest.raises(SarsweepError) as err:
+            parse_gpus(spec, count, visible)
+        assert str(err.value) == message
+
+
+def test_launch_on_a_gpu_this_machine_lacks_starts_no_worker(write_campaign, tmp_path: Path) -> None:
+    done = run_cli("launch", "--gpus", "0", "--", "--campaign", str(write_campaign()), "--variant", "baseline",
+                   "--stage", "quick", "--storage", f"sqlite:///{tmp_path / 'l.db'}", cwd=tmp_path,
+                   env={"CUDA_VISIBLE_DEVICES": ""})
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert done.stderr == ("sarsweep: error: --gpus 0: GPU 0 is not visible here (this process sees no GPU, "
+                           "CUDA_VISIBLE_DEVICES='')\n")
+    assert not (tmp_path / "l.db").exists()
 
 
 def test_launch_gives_cpu_workers_an_equal_share_of_the_cores(monkeypatch) -> None:
