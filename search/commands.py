@@ -95,6 +95,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     campaign = _campaign(args)
     role = args.readonly_role or os.environ.get("SARSWEEP_READONLY_ROLE") or None
     password = _readonly_password(args) if role else None
+    if role:
+        from storage.roles import check_readonly_role
+        from storage.urls import resolve_url
+
+        check_readonly_role(resolve_url(args.storage, args.storage_file), role)
     storage = _storage(args, "init", create_schema=True)
     for variant in campaign.variants:
         for stage in STAGES:

@@ -14,22 +14,30 @@ from __future__ import annotations
 import re
 
 from optuna.storages import RDBStorage
+from sqlalchemy.engine import URL
 
-from storage.urls import StorageError
+from storage.urls import StorageError, parse
 
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def check_readonly_role(url: str | URL, role: str) -> None:
+    """StorageError unless `role` can be made on the storage at `url`; `init` asks before it
+    opens the storage, so a refused role leaves no database file or study behind."""
+    parsed = parse(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() != "postgresql":
+        raise StorageError("--readonly-role needs PostgreSQL storage (SQLite has no roles)")
+    if not ROLE_NAME.fullmatch(role):
+        raise StorageError(f"--readonly-role: {role!r} is not a plain role name (lower-case letters, digits, _)")
+    if role == parsed.username:
+        raise StorageError(f"--readonly-role: {role!r} is the role sarsweep itself connects as")
 
 
 def ensure_readonly_role(storage: RDBStorage, role: str, password: str | None) -> bool:
     """Create (or update the password of) `role` with read-only grants. Returns True if created."""
     from psycopg2 import sql
 
-    if storage.engine.url.get_backend_name() != "postgresql":
-        raise StorageError("--readonly-role needs PostgreSQL storage (SQLite has no roles)")
-    if not ROLE_NAME.fullmatch(role):
-        raise StorageError(f"--readonly-role: {role!r} is not a plain role name (lower-case letters, digits, _)")
-    if role == storage.engine.url.username:
-        raise StorageError(f"--readonly-role: {role!r} is the role sarsweep itself connects as")
+    check_readonly_role(storage.engine.url, role)
     ident = sql.Identifier(role)
     raw = storage.engine.raw_connection()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -630,6 +631,25 @@ def test_heartbeat_settings_must_leave_room(pg_url: str) -> None:
 
     with pytest.raises(StorageError, match="grace period"):
         StorageSettings(heartbeat_interval=10, grace_period=10)
+
+
+def test_init_refuses_a_readonly_role_before_it_creates_anything(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    """The role was checked after the schema and studies were made: a refused role (SQLite, a bad
+    name) still left a new database file, or tables and studies, behind an exit code of 2."""
+    import psycopg2
+
+    path = write_campaign()
+    db = tmp_path / "new.db"
+    for storage, role, message in (
+            (f"sqlite:///{db}", "sarsweep_ro", "--readonly-role needs PostgreSQL storage (SQLite has no roles)"),
+            (pg_url, "Dash-RO", "--readonly-role: 'Dash-RO' is not a plain role name (lower-case letters, digits, _)"),
+            (pg_url, "postgres", "--readonly-role: 'postgres' is the role sarsweep itself connects as")):
+        done = run_cli("init", "--campaign", str(path), "--storage", storage, "--readonly-role", role, cwd=tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", f"sarsweep: error: {message}\n")
+    assert not db.exists()
+    with contextlib.closing(psycopg2.connect(pg_url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        assert cur.fetchone() == (0,)  # no schema, so no study
 
 
 def test_launch_hands_each_worker_a_gpu_of_its_own_allocation() -> None:
