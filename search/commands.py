@@ -64,13 +64,17 @@ def _setting(item: str) -> tuple[str, object]:
 
 def _storage(args: argparse.Namespace, role: str, create_schema: bool = False):  # type: ignore[no-untyped-def]
     from storage import StorageSettings, open_storage, resolve_url
+    from storage.urls import require_sqlite_file
 
     settings = StorageSettings(
         role=role,
         heartbeat_interval=getattr(args, "heartbeat_interval", None) or StorageSettings.heartbeat_interval,
         grace_period=getattr(args, "grace_period", None) or StorageSettings.grace_period,
     )
-    return open_storage(resolve_url(args.storage, args.storage_file), settings, create_schema=create_schema)
+    url = resolve_url(args.storage, args.storage_file)
+    if not create_schema:
+        require_sqlite_file(url)
+    return open_storage(url, settings, create_schema=create_schema)
 
 
 def _campaign(args: argparse.Namespace):  # type: ignore[no-untyped-def]

@@ -74,6 +74,21 @@ def parse(url: str) -> URL:
     return parsed
 
 
+def require_sqlite_file(url: str) -> None:
+    """For every command but `init` and `demo`: a SQLite URL must name an existing file. SQLite
+    creates a missing one on connect, so `status` with a mistyped path (or the default
+    sqlite:///sarsweep.db from another folder) made an empty database and reported no studies.
+    PostgreSQL URLs, and in-memory SQLite, pass."""
+    parsed = parse(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return  # in memory, or a URI filename (sqlite:///file:x?uri=true), which SQLite itself resolves
+    path = Path(database)
+    if not path.is_file():
+        where = path if path.is_absolute() else f"{path} (from {Path.cwd()})"
+        raise StorageError(f"no SQLite database at {where}: run `sarsweep init` first, or check the storage URL")
+
+
 def normalise(url: str) -> str:
     """The URL as Optuna and SQLAlchemy should get it (password kept: never print this)."""
     return parse(url).render_as_string(hide_password=False)

@@ -148,6 +148,7 @@ def test_a_port_it_cannot_listen_on_is_one_line_exit_2(tmp_path: Path) -> None:
 
     from conftest import run_cli
 
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'd.db'}")  # the database exists: only the address is wrong
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
         for host, reason in [("127.0.0.1", "Address already in use"), ("nowhere.invalid", "")]:

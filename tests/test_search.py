@@ -567,8 +567,18 @@ def test_status_estimates_the_time_a_stage_has_left_at_the_current_worker_count(
 
 
 def test_status_before_init_says_so(write_campaign, tmp_path: Path) -> None:
-    done = run_cli("status", "--campaign", str(write_campaign()), "--storage", f"sqlite:///{tmp_path / 'e.db'}",
-                   cwd=tmp_path)
+    """A SQLite path that holds no database (a typo, or the default sqlite:///sarsweep.db run from
+    another folder) used to be created, empty, by `status`, which then reported no studies."""
+    campaign = str(write_campaign())
+    for url in ("sqlite:///e.db", f"sqlite:///{tmp_path / 'e.db'}"):
+        done = run_cli("status", "--campaign", campaign, "--storage", url, cwd=tmp_path)
+        where = f"{tmp_path / 'e.db'}" if url.endswith(f"{tmp_path}/e.db") else f"e.db (from {tmp_path})"
+        assert (done.returncode, done.stdout, done.stderr) == (
+            2, "", f"sarsweep: error: no SQLite database at {where}: run `sarsweep init` first, or check the "
+                   "storage URL\n")
+        assert not (tmp_path / "e.db").exists()
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'e.db'}")  # a database with the schema, and no study of ours
+    done = run_cli("status", "--campaign", campaign, "--storage", f"sqlite:///{tmp_path / 'e.db'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("(no study yet: run `sarsweep init`)") == 2
 
