@@ -57,8 +57,12 @@ def _setting(item: str) -> tuple[str, object]:
         raise ConfigError("", "expected KEY=VALUE, such as lr=1e-3 or data.root=/mnt/sar", f"--set {item}")
     try:
         value = parse_yaml(text) if text.strip() else text
-    except yaml.YAMLError:
-        value = text  # not YAML on its own (e.g. a path with ': '): the text as given
+    except yaml.YAMLError as exc:
+        if text.lstrip()[:1] in ("[", "{"):  # meant as a list or mapping: say why it is not one
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError("", f"invalid YAML ({problem}); quote glob patterns, e.g. "
+                                  "data.include=['*.tif']", f"--set {item}") from None
+        value = text  # a plain word YAML will not take (e.g. a path with ': '): the text as given
     return key.strip(), value
 
 

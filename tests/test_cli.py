@@ -81,6 +81,8 @@ def test_bad_overrides_name_the_option_exit_2_and_write_nothing(tmp_path: Path, 
         ("--set", "lr.x=1"): "--set lr.x=1: lr is 0.002, not a section",
         ("--set", "data.patch_size=20"): "--set data.patch_size=20: 20 is not a multiple of baseline's downsampling",
         ("--set", "data..root=x"): "--set data..root=x: 'data..root' is no dotted key such as lr or data.root",
+        ("--set", "data.include=[*.tif]"): "--set data.include=[*.tif]: invalid YAML (expected alphabetic or numeric "
+                                           "character, but found '.'); quote glob patterns, e.g. data.include=['*.tif']",
         ("--set", "variant=residual", "--set", "base_channels=0"): "--set base_channels=0: must be at least 1, got 0",
     }
     for args, expected in cases.items():
