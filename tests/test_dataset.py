@@ -126,8 +126,17 @@ def test_chips_smaller_than_a_patch_are_skipped_or_padded(chips: Path) -> None:
 
 
 def test_empty_results_say_what_produced_nothing(chips: Path, tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="no patch of patch_size 512, stride 512"):
+    # Eight chips were read, all too small; it used to say "from 0 readable file(s)".
+    with pytest.raises(DataError, match="no patch of patch_size 512, stride 512 could be cut: the 8 readable "
+                                        "file[(]s[)] are all smaller than 512 px; lower data.patch_size"):
         load_data(DataConfig(root=str(chips), patch_size=512))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("a.tif", "b.tif"):
+        (broken / name).write_bytes(b"II*\x00garbage")
+    with pytest.raises(DataError, match=r"none of the 2 file\(s\) data.include matched could be read "
+                                        r"\(data.on_error: skip left them all out, e.g. a.tif\)"):
+        load_data(DataConfig(root=str(broken), on_error="skip"))
     with pytest.raises(DataError, match=r"fraction 0.001 of \d+ training patches \(patch_size 16, stride 16\) selects no patch"):
         load_data(DataConfig(root=str(chips), patch_size=16), 0.001)
     with pytest.raises(DataError, match=f"data.root: directory not found: {tmp_path}/absent"):

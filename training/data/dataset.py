@@ -44,6 +44,8 @@ class PreparedData:
     skipped: list[str]
     """Files left out because they could not be read (on_error: skip)."""
     cache_path: Path | None = None
+    sources: int | None = None
+    """Files the include globs matched (None: a cache entry written before this was recorded)."""
 
 
 @dataclass
@@ -136,7 +138,7 @@ def _write_patches(cfg: DataConfig, root: Path, sources: list[Path], array_path:
     row = (cfg.channels, cfg.patch_size, cfg.patch_size)
     atomic_write(array_path, lambda tmp: write_npy_rows(tmp, chunks(), row))
     owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
-    return {"files": files, "skipped": skipped, "patch_file": owner.tolist()}
+    return {"files": files, "skipped": skipped, "patch_file": owner.tolist(), "sources": len(sources)}
 
 
 def prepare(cfg: DataConfig) -> PreparedData:
@@ -159,7 +161,7 @@ def prepare(cfg: DataConfig) -> PreparedData:
             cached = np.load(array_path, mmap_mode="r"), index
         patches, index = cached
         return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"], index["skipped"],
-                            array_path)
+                            array_path, index.get("sources"))
 
 
 def split_files(n_files: int, val_fraction: float, seed: int) -> np.ndarray:
@@ -184,8 +186,13 @@ def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData
     """Train subset (`fraction` of the train split) and validation patches, as arrays in RAM."""
     desc = f"patch_size {cfg.patch_size}, stride {cfg.effective_stride}"
     if len(prepared.patches) == 0:
-        raise DataError(f"no patch of {desc} could be cut from {len(prepared.files) + len(prepared.skipped)} "
-                        f"readable file(s); lower data.patch_size or set data.small_chips: pad")
+        skipped = prepared.skipped
+        if prepared.sources is not None and len(skipped) >= prepared.sources:
+            raise DataError(f"none of the {prepared.sources} file(s) data.include matched could be read "
+                            f"(data.on_error: skip left them all out, e.g. {skipped[0]})")
+        read = "" if prepared.sources is None else f"{prepared.sources - len(skipped)} "  # none gave a patch
+        raise DataError(f"no patch of {desc} could be cut: the {read}readable file(s) are all smaller than "
+                        f"{cfg.patch_size} px; lower data.patch_size or set data.small_chips: pad")
     val_files = split_files(len(prepared.files), cfg.val_fraction, cfg.seed)
     train_idx = np.flatnonzero(~np.isin(prepared.patch_file, val_files))
     chosen = train_idx[nested_subset(len(train_idx), fraction, cfg.seed)]
