@@ -283,14 +283,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from search.report import held_out_lines, summary_line, write_report
     from storage import artifacts_root
-    from training.errors import DataError
+    from training.files import require_dir
 
     campaign = _campaign(args)
     html_path = Path(args.html) if args.html else None
     held_out = None
     if args.held_out:
-        if not Path(args.held_out).is_dir():
-            raise DataError(f"--held-out: directory not found: {args.held_out}")
+        require_dir(args.held_out, "--held-out")
         held_out = (artifacts_root(args.artifacts), args.held_out, args.held_out_include)
     report = write_report(_storage(args, "report"), campaign, Path(args.output), html_path, held_out)
     print(summary_line(report))

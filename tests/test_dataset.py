@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import shutil
@@ -139,8 +140,12 @@ def test_empty_results_say_what_produced_nothing(chips: Path, tmp_path: Path) ->
         load_data(DataConfig(root=str(broken), on_error="skip"))
     with pytest.raises(DataError, match=r"fraction 0.001 of \d+ training patches \(patch_size 16, stride 16\) selects no patch"):
         load_data(DataConfig(root=str(chips), patch_size=16), 0.001)
-    with pytest.raises(DataError, match=f"data.root: directory not found: {tmp_path}/absent"):
+    with pytest.raises(DataError, match=f"data.root: directory not found: {tmp_path}/absent$"):
         load_data(DataConfig(root=str(tmp_path / "absent")))
+    # A relative root is taken from the current folder (not the config file's): the message says which.
+    with contextlib.chdir(tmp_path), pytest.raises(DataError, match=rf"data.root: directory not found: "
+                                                                     rf"\.\./absent \(from {tmp_path}\)$"):
+        load_data(DataConfig(root="../absent"))
     with pytest.raises(DataError, match=r"data.include: no file under .* matches \*\*/\*.h5"):
         load_data(DataConfig(root=str(chips), include=["**/*.h5"]))
 

@@ -24,6 +24,7 @@ from training.checkpoint import config_of, load_checkpoint, model_of
 from training.config import TrainConfig
 from training.data.dataset import prepare, validation_indices
 from training.errors import ConfigError, DataError
+from training.files import require_dir
 from training.inference import (
     amp_dtype,
     eval_batch_size,
@@ -111,8 +112,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
         if root is not None and not Path(root).expanduser().is_dir():  # a relative root, another folder
             raise DataError(f"the data.root it was trained on, {root}, is not a directory from {Path.cwd()}; "
                             "run from where it trained, or pass --data")
-    elif not Path(data).is_dir():
-        raise DataError(f"--data: directory not found: {data}")
+    else:
+        require_dir(data, "--data")
     cfg = eval_config(trained_cfg, data, include, patch_size, stride)
     prepared = prepare(cfg.data)
     if data is None:

@@ -118,6 +118,18 @@ def ensure_free(directory: Path, need: int, what: str) -> None:
         raise OutputError(directory, f"{human_bytes(free)} free, {what} need up to {human_bytes(need)}")
 
 
+def require_dir(path: str | Path, label: str) -> Path:
+    """`path` (~ expanded) when it is a directory, else a DataError naming `label`; a relative
+    path is taken from the current folder (not a config file's), and the message says which."""
+    from training.errors import DataError
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        where = "" if folder.is_absolute() else f" (from {Path.cwd()})"
+        raise DataError(f"{label}: directory not found: {path}{where}")
+    return folder
+
+
 def human_bytes(n: float) -> str:
     """1536 -> '1.5 KiB', 677_000_000 -> '645.6 MiB'."""
     units = ("bytes", "KiB", "MiB", "GiB", "TiB")

@@ -25,7 +25,7 @@ from training.data.patches import patch_rows
 from training.data.readers import read_raster
 from training.data.synthetic import synthetic_dir
 from training.errors import DataError, RasterReadError
-from training.files import atomic_write, write_npy_rows
+from training.files import atomic_write, require_dir, write_npy_rows
 
 log = logging.getLogger("sarsweep.data")
 CACHE_VERSION = 1
@@ -77,10 +77,7 @@ class SplitData:
 def data_root(cfg: DataConfig) -> Path:
     if cfg.root is None:
         return synthetic_dir(cfg.synthetic, cfg.channels, cache_root())
-    root = Path(cfg.root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data.root: directory not found: {cfg.root}")
-    return root
+    return require_dir(cfg.root, "data.root")
 
 
 def list_sources(root: Path, include: list[str]) -> list[Path]:
