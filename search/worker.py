@@ -32,13 +32,15 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
 
 from search.campaign import STAGES, CampaignConfig
 from search.reaper import ReaperThread, reap_locked
 from search.studies import load_stage_study
 from storage import artifact_store, trial_dir
 from storage.artifacts import artifact_dir
-from storage.locks import locked_transaction, rdb_of
+from storage.locks import lock_key, locked_transaction, rdb_of
 from storage.queries import claim_counts
 from storage.rdb import heartbeat_of
 from training.config import TrainConfig
@@ -133,12 +135,12 @@ _last_reap: dict[tuple[int, str], float] = {}
 
 
 def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None,
-                under_lock: Callable[[], None] | None = None) -> Trial | None:
+                under_lock: Callable[[Connection | None], None] | None = None) -> Trial | None:
     """The next trial to run, or None when the study is done (exact under concurrency).
 
     `under_lock` runs once there is a trial to claim, still under the lock (its storage calls
-    go through the lock's transaction), so it sees every trial claimed before this one; what it
-    raises rolls the claim back.
+    go through the lock's transaction, the PostgreSQL connection of which it is given), so it
+    sees every trial claimed before this one; what it raises rolls the claim back.
 
     Waiting trials (promoted configs, retries) come first. A quick study then creates new
     trials until `budget` originals exist; a full study runs only what is waiting. Stale trials
@@ -160,7 +162,7 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
                 return None
             break
         if under_lock is not None:
-            under_lock()
+            under_lock(conn)
         if waiting:  # Optuna pops the oldest WAITING trial (a retry or a promoted config)
             with warnings.catch_warnings():
                 # Optuna warns that heartbeats want optimize(); this module beats them itself.
@@ -288,14 +290,19 @@ def run_worker(
         for folder in (artifacts, artifact_dir(artifacts)):
             ensure_writable(folder)
 
-    def check_room() -> None:
+    def check_room(conn: Connection | None) -> None:
         """Under the claim lock: room for the largest trial's checkpoints plus what the campaign's
         running trials have still to write (seen from this worker's artifacts root, the shared
         disk they all write to). Else the worker stops with no trial claimed, and a restart loop
         (compose's on-failure) only probes: no trial is failed, nor its retry spent, at its first
         checkpoint. Counting the running trials covers workers started together (launch
         --per-gpu N, compose --scale), each of which used to see the empty disk and claim, and
-        those of the other variants and stage, whose workers write to the same root."""
+        those of the other variants and stage, whose workers write to the same root. Those hold
+        other study locks, so on PostgreSQL the check also takes the campaign's disk lock in the
+        claim's transaction (after the study lock, always in that order): two workers of different
+        variants no longer both pass on the same free bytes. SQLite's lock is one for all studies."""
+        if conn is not None:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(f"disk:{campaign.name}")})
         running = running_trials(storage, campaign)
         if not running:
             ensure_free(artifacts, need, f"{variant} trials' checkpoints")
@@ -373,7 +380,7 @@ def drop_resume_state(trial: Trial) -> None:
 
 
 def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None,
-                 under_lock: Callable[[], None] | None = None) -> Trial | None:
+                 under_lock: Callable[[Connection | None], None] | None = None) -> Trial | None:
     """claim_trial that waits out a database outage instead of ending the worker.
 
     The storage's own calls already wait (storage.rdb.ResilientRDBStorage); a claim runs them in
@@ -391,7 +398,7 @@ def claim_paused(study: optuna.Study, storage: RDBStorage, stage: str, budget: i
 def work(
     study: optuna.Study, storage: RDBStorage, stage: str, budget: int | None, objective: Objective,
     on_trial: Callable[[Trial, TrialState], None] | None = None, before_claim: Callable[[], None] | None = None,
-    claim_check: Callable[[], None] | None = None,
+    claim_check: Callable[[Connection | None], None] | None = None,
 ) -> WorkerSummary:
     """The worker loop over any objective: reap, claim under the lock, run with heartbeats, tell.
 

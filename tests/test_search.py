@@ -357,6 +357,35 @@ def test_the_disk_check_counts_what_running_trials_have_still_to_write(peer: str
     assert [t.state for t in trials_of(pg_url, "t.baseline.quick")] == [TrialState.COMPLETE] * 2
 
 
+def test_claims_of_different_variants_take_turns_at_the_disk_check(pg_url: str, write_campaign,
+                                                                   tmp_path: Path) -> None:
+    """Each study has its own claim lock, so a baseline and a resnet_lite worker could both pass the
+    disk check on the same free bytes at the same instant. The check now takes the campaign's disk
+    lock in the claim's transaction: while someone holds it, no worker of the campaign claims."""
+    import psycopg2
+
+    from storage.locks import lock_key
+
+    path = write_campaign(variants=["baseline", "resnet_lite"], quick={"trials": 1})
+    init(path, pg_url, tmp_path)
+    holder = psycopg2.connect(pg_url)
+    holder.autocommit = True
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (lock_key("disk:t"),))  # as another variant's claim would
+    worker = start_cli("worker", "--campaign", str(path), "--variant", "resnet_lite", "--stage", "quick",
+                       "--storage", pg_url, "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
+    try:
+        time.sleep(4)  # start-up (~2 s here) and then waiting at the lock
+        assert worker.poll() is None and trials_of(pg_url, "t.resnet_lite.quick") == []
+    finally:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(%s)", (lock_key("disk:t"),))
+        holder.close()
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    assert [t.state for t in trials_of(pg_url, "t.resnet_lite.quick")] == [TrialState.COMPLETE]
+
+
 def test_a_running_trial_reserves_only_what_its_folder_does_not_hold_yet(write_campaign, tmp_path: Path) -> None:
     from search.worker import still_to_write
     from training.checkpoint import checkpoint_bytes
