@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -156,6 +157,31 @@ class CampaignConfig:
                 epochs = self.stage(stage).epochs
                 require(top <= epochs, "search.warmup_epochs",
                          f"reaches {top:g} but the {stage} stage has only {epochs} epochs")
+        require(self.quick.fraction <= self.full.fraction, "quick.fraction",
+                f"{self.quick.fraction} is more than full.fraction {self.full.fraction}: promoted configs "
+                "would retrain on less data than they were picked on")
+        self._check_space()
+
+    def _check_space(self) -> None:
+        """Every choice and both ends of every range, for every variant and stage, through the train
+        config schema: a value it refuses (batch_size 0, optimizer sgd, a float base_channels) is
+        one line at `init`, not a trial failed at run time."""
+        hints = typing.get_type_hints(TrainConfig)
+        base = self.train.to_dict()
+        for variant in self.variants:
+            for key, spec in self.space(variant).items():
+                where = f"overrides.{variant}.{key}" if key in self.overrides.get(variant, {}) else f"search.{key}"
+                ends = [spec.low, spec.high] if spec.choices is None else spec.choices
+                values = [int(v) for v in ends] if spec.choices is None and hints[key] is int else ends
+                for value in values:
+                    for stage in STAGES:
+                        fixed = {"variant": variant, "epochs": self.stage(stage).epochs,
+                                 "fraction": self.stage(stage).fraction}
+                        try:
+                            TrainConfig.from_dict({**base, key: value, **fixed})
+                        except ConfigError as exc:
+                            why = exc.message if exc.field == key else str(exc)
+                            raise ConfigError(where, f"{value!r} is refused for {variant}: {why}") from None
 
     def space(self, variant: str) -> dict[str, ParamSpec]:
         return {**self.search, **self.overrides.get(variant, {})}

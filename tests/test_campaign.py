@@ -78,6 +78,19 @@ def test_fingerprint_ignores_defaults_so_new_schema_fields_do_not_orphan_studies
         ({"name": "my campaign"}, "name: must be letters, digits"),
         ({"objectve": "psnr"}, "objectve: unknown key"),
         ({"train": {"lr_max": 1}}, "train.lr_max: unknown key"),
+        # Values the train config refuses: once a failed trial each at run time, now one line at init.
+        ({"search": {"batch_size": {"choices": [8, 0]}}}, "search.batch_size: 0 is refused for baseline: "
+                                                          "must be at least 1, got 0"),
+        ({"search": {"optimizer": {"choices": ["adam", "sgd"]}}},
+         "search.optimizer: 'sgd' is refused for baseline: must be one of 'adam', 'adamw'; got 'sgd'"),
+        ({"search": {"base_channels": {"choices": [4, 4.5]}}},
+         "search.base_channels: 4.5 is refused for baseline: expected int, got 4.5"),
+        ({"variants": ["baseline", "residual"], "overrides": {"residual": {"grad_clip": {"low": -1.0, "high": 2.0}}}},
+         "overrides.residual.grad_clip: -1.0 is refused for residual: must be >= 0 or null, got -1.0"),
+        ({"search": {"latent_channels": {"low": 0, "high": 16}}},
+         "search.latent_channels: 0 is refused for baseline: must be at least 1, got 0"),
+        ({"quick": {"fraction": 0.5}, "full": {"fraction": 0.2}},
+         "quick.fraction: 0.5 is more than full.fraction 0.2: promoted configs would retrain on less data"),
     ],
 )
 def test_bad_campaigns_name_the_field(tmp_path: Path, overrides: dict, expected: str) -> None:
