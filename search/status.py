@@ -6,6 +6,7 @@ stuck or dead worker needs: which host and pid, and whether the reaper is about 
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.campaign import STAGES, CampaignConfig
 from search.studies import StudyError, best_complete, load_stage_study
 from storage.queries import heartbeat_ages
+from storage.rdb import heartbeat_of
 
 STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
 
@@ -78,7 +80,8 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     if stage == "quick":
         originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
         to_start += max(0, campaign.quick.trials - originals)
-    status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs)
+    status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs,
+                            heartbeat_of(storage)[1])
     return status
 
 
@@ -100,14 +103,20 @@ def _mean(values: list[Any]) -> float | None:
     return sum(numbers) / len(numbers) if numbers else None
 
 
-def time_left(trials: list[FrozenTrial], running: list[RunningTrial], to_start: int, epochs: int) -> Left:
+def time_left(trials: list[FrozenTrial], running: list[RunningTrial], to_start: int, epochs: int,
+              grace_period: float = math.inf) -> Left:
     """Estimated wall time until the stage's last trial ends, if the workers running now go on.
 
     A trial still to start takes the mean wall time of the stage's finished trials (COMPLETE and
     PRUNED, so pruning is counted in), or, before any has finished, the stage's epochs at the
     running trials' mean epoch time. A running trial takes its own mean epoch time for each epoch
     it has left, as if it is not pruned (an upper bound), or, before its first epoch, a new trial's
-    time less what it has run. Trials are handed to the worker that frees up first."""
+    time less what it has run. Trials are handed to the worker that frees up first. A running
+    trial without a heartbeat for `grace_period` has lost its worker: it counts as a trial to
+    start again (its retry), not as a worker."""
+    stale = [r for r in running if r.beat_age is not None and r.beat_age > grace_period]
+    running = [r for r in running if r not in stale]
+    to_start += len(stale)
     spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
              if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and t.datetime_start and t.datetime_complete]
     per_epoch = _mean([r.epoch_seconds for r in running])

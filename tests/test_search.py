@@ -581,6 +581,10 @@ def test_status_estimates_the_time_a_stage_has_left_at_the_current_worker_count(
     running = [RunningTrial(3, "a:1", 3, 5, 35.0, 1.0, 10.0), RunningTrial(4, "b:2", 0, 5, 50.0, 1.0)]
     left = time_left(done, running, to_start=3, epochs=5)
     assert (left.trials, left.workers, left.seconds) == (5, 2, 420.0)
+    # A trial whose worker died (no heartbeat past the grace period) is no worker: its retry waits.
+    dead = RunningTrial(6, "c:3", 1, 5, 900.0, 300.0, 10.0)
+    left = time_left(done, [*running, dead], to_start=2, epochs=5, grace_period=120)
+    assert (left.trials, left.workers, left.seconds) == (5, 2, 420.0)
     row = StageStatus("residual", "quick", True, {"COMPLETE": 1, "PRUNED": 1, "FAIL": 1, "RUNNING": 2}, left=left)
     assert render_left(row) == "~7m00s"
     # Nothing finished yet: a new trial is the stage's 5 epochs at the running trials' 10 s (50 s),
