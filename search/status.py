@@ -36,6 +36,11 @@ class RunningTrial:
     epoch_seconds: float | None = None
     """Its epochs' mean wall time so far (training and validation), None before its first."""
 
+    def stale(self, grace_period: float) -> bool:
+        """Past the grace period without a heartbeat: its worker is gone, the reaper retries it
+        (a trial with no heartbeat row at all is never reaped, so it is not stale)."""
+        return self.beat_age is not None and self.beat_age > grace_period
+
 
 @dataclass
 class StageStatus:
@@ -63,11 +68,11 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     if best is not None:
         status.best_value, status.best_trial, status.best_params = best.value, best.number, best.params
     running = [t for t in trials if t.state == TrialState.RUNNING]
-    # Optuna 5's RDB storage keeps datetime_start as UTC and hands it out in this host's local
-    # time, so a status host in another zone than the worker reads it right (clock skew aside).
-    now = datetime.now()
     if running:
         ages = heartbeat_ages(storage, study._study_id)
+        # Optuna 5's RDB storage keeps datetime_start as UTC and hands it out in this host's local
+        # time, so a status host in another zone than the worker reads it right (clock skew aside).
+        now = datetime.now()
         for t in running:
             started = t.datetime_start
             epochs = t.user_attrs.get("epochs", [])
@@ -114,7 +119,7 @@ def time_left(trials: list[FrozenTrial], running: list[RunningTrial], to_start: 
     time less what it has run. Trials are handed to the worker that frees up first. A running
     trial without a heartbeat for `grace_period` has lost its worker: it counts as a trial to
     start again (its retry), not as a worker."""
-    stale = [r for r in running if r.beat_age is not None and r.beat_age > grace_period]
+    stale = [r for r in running if r.stale(grace_period)]
     running = [r for r in running if r not in stale]
     to_start += len(stale)
     spans = [(t.datetime_complete - t.datetime_start).total_seconds() for t in trials
@@ -193,7 +198,7 @@ def render_running(rows: list[StageStatus], grace_period: float) -> str:
         note = ""
         if t.beat_age is None:
             note = "  NO HEARTBEAT (not claimed by a sarsweep worker: no reaper will ever fail it)"
-        elif t.beat_age > grace_period:
+        elif t.stale(grace_period):
             note = "  STALE (its worker is gone or cut off; the next reaper pass retries it)"
         lines.append(f"{r.variant:<12} {r.stage:<6} {'#' + str(t.number):>5} {epoch:>7} {duration(t.seconds):>8} "
                      f"{beat:>9}  {t.worker or '-'}{note}")
@@ -216,7 +221,7 @@ def to_json(campaign: CampaignConfig, rows: list[StageStatus], grace_period: flo
                                                 "seconds": left.seconds, "says": render_left(r)},
                 running=[{"trial": t.number, "worker": t.worker, "epochs_done": t.epochs_done, "epochs": t.epochs,
                           "seconds": t.seconds, "heartbeat_age": t.beat_age,
-                          "stale": t.beat_age is not None and t.beat_age > grace_period} for t in r.running],
+                          "stale": t.stale(grace_period)} for t in r.running],
             )
         stages.append(stage)
     return {"campaign": campaign.name, "objective": campaign.objective, "grace_period": grace_period,
