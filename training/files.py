@@ -9,7 +9,6 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -37,22 +36,10 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-class _WriteOnly:
-    """A file seen through its write() alone: numpy then writes in chunks through Python's io."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.write = handle.write
-
-
 def write_npy(path: Path, array: np.ndarray) -> None:
-    """np.save to exactly `path` (np.save(path) would append ".npy"), synced to disk.
-
-    On a real file numpy writes with fwrite, and a full disk comes back as "131072 requested and
-    16352 written"; through Python's write() it is an OSError with its reason (ENOSPC)."""
-    with open(path, "wb") as handle:
-        np.save(_WriteOnly(handle), array)  # type: ignore[arg-type]
-        handle.flush()
-        os.fsync(handle.fileno())
+    """`array` as a .npy at exactly `path` (np.save(path) would append ".npy"), synced to disk;
+    a full disk is an OSError with its reason (write_npy_rows, one chunk)."""
+    write_npy_rows(path, [array], array.shape[1:], array.dtype)
 
 
 NPY_HEADER_BYTES = 128
@@ -70,7 +57,7 @@ def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
 
 
 def write_npy_rows(path: Path, chunks: Iterable[np.ndarray], row_shape: tuple[int, ...],
-                   dtype: str = "float32") -> int:
+                   dtype: str | np.dtype = "float32") -> int:
     """Write the concatenation of `chunks` (each (n, *row_shape)) as one .npy, chunk by chunk, and
     return its row count. Only one chunk is in memory at a time; np.concatenate would hold them
     all and then a second copy. Synced to disk; a full disk is an OSError with its reason."""
@@ -81,9 +68,9 @@ def write_npy_rows(path: Path, chunks: Iterable[np.ndarray], row_shape: tuple[in
             data = np.ascontiguousarray(chunk, dtype=kind)
             if data.shape[1:] != row_shape:
                 raise ValueError(f"chunk of shape {data.shape}, expected rows of {row_shape}")
-            if len(data):  # a memoryview of no bytes cannot be cast
+            if data.size:  # a memoryview of no bytes cannot be cast
                 handle.write(memoryview(data).cast("B"))
-                rows += len(data)
+            rows += len(data)
         handle.seek(0)
         handle.write(npy_header((rows, *row_shape), kind))
         handle.flush()
