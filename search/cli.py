@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     promote = _campaign_command(commands, "promote", "enqueue the best quick configs as full runs (idempotent)")
     promote.add_argument("--variant", help="only this variant (default: all)")
     promote.add_argument("--top-k", type=at_least_one, help="configs per variant (default: the campaign's full.top_k)")
+    when = promote.add_mutually_exclusive_group()
+    when.add_argument("--wait", action="store_true",
+                      help="wait for each variant's quick stage to end, then promote it (default: skip a variant "
+                           "whose quick trials still run, wait or are not started, and exit 1)")
+    when.add_argument("--partial", action="store_true",
+                      help="promote from the quick trials finished so far, even while the stage runs")
+    promote.add_argument("--poll", type=positive_seconds,
+                         help="with --wait: seconds between looks (default 30)")
     promote.set_defaults(func=cmd_promote)
 
     export = _campaign_command(commands, "export", "write a trial as a train config YAML")

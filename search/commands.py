@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -177,18 +178,41 @@ def cmd_launch(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from search.promote import promote
+    import time
 
+    from models.errors import SarsweepError
+    from search.promote import QuickUnfinished, promote
+
+    if args.poll is not None and not args.wait:
+        raise SarsweepError("--poll is for --wait (the seconds between looks at the quick stage)")
     campaign = _campaign(args)
     storage = _storage(args, "promote")
-    for variant in _variants(campaign, args.variant):
-        promotions = promote(storage, campaign, variant, args.top_k)
-        if not promotions:
-            print(f"{variant}: no COMPLETE quick trial to promote yet")
-        for p in promotions:
-            state = "enqueued" if p.enqueued else "already promoted"
-            print(f"{variant}: quick trial {p.quick_trial} (value {p.quick_value:.4f}) {state} "
-                  f"in {campaign.study_name(variant, 'full')}")
+    pending = list(_variants(campaign, args.variant))
+    said: dict[str, str] = {}
+    while True:
+        for variant in list(pending):
+            try:
+                promotions = promote(storage, campaign, variant, args.top_k, partial=args.partial)
+            except QuickUnfinished as exc:
+                line = f"{exc}; {'waiting for it' if args.wait else 'not promoted'}"
+                if said.get(variant) != line:  # with --wait, once per change of its progress
+                    print(line, flush=True)
+                said[variant] = line
+                continue
+            pending.remove(variant)
+            if not promotions:
+                print(f"{variant}: no COMPLETE quick trial to promote")
+            for p in promotions:
+                state = "enqueued" if p.enqueued else "already promoted"
+                print(f"{variant}: quick trial {p.quick_trial} (value {p.quick_value:.4f}) {state} "
+                      f"in {campaign.study_name(variant, 'full')}", flush=True)
+        if not pending or not args.wait:
+            break
+        time.sleep(args.poll or 30.0)
+    if pending:
+        print(f"sarsweep: not promoted while their quick stage runs: {', '.join(pending)}; `promote --wait` "
+              "promotes each when it ends, `--partial` from the trials finished so far", file=sys.stderr)
+        return 1
     return 0
 
 

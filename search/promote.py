@@ -7,6 +7,11 @@ Each promoted config is enqueued once in the full study with user attrs linking 
 enqueue happen under the full study's lock, so running promote twice, or from two processes at
 the same moment, still enqueues each config once (Optuna's enqueue_trial(skip_if_exists=True)
 alone is not atomic and duplicates under concurrency).
+
+Promotion waits for the quick stage to end: while trials run, wait or remain in its budget, the
+best configs so far are not the stage's best, and promoting again later would add the new best
+beside the early picks (more than top_k full runs). `partial=True` promotes from what has
+finished anyway; `sarsweep promote --wait` polls until each variant's quick stage ends.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from models.errors import SarsweepError
 from search.campaign import CampaignConfig
 from search.studies import load_stage_study
 from storage import study_lock
@@ -31,6 +37,44 @@ class Promotion:
     params: dict[str, object]
     enqueued: bool
     """False when an earlier promote had already enqueued this config."""
+
+
+@dataclass
+class QuickProgress:
+    """What a quick stage has still to run."""
+
+    running: int
+    waiting: int
+    """Queued: retries of failed or lost trials, and enqueued configs."""
+    unclaimed: int
+    """Trials of the budget no worker has started yet."""
+    finished: int
+    """COMPLETE, PRUNED and FAIL trials."""
+
+    @property
+    def left(self) -> int:
+        return self.running + self.waiting + self.unclaimed
+
+    def sentence(self) -> str:
+        parts = [f"{n} {what}" for n, what in ((self.running, "running"), (self.waiting, "waiting"),
+                                              (self.unclaimed, "not started")) if n]
+        return f"{', '.join(parts)}; {self.finished} finished"
+
+
+class QuickUnfinished(SarsweepError):
+    """The quick stage still has trials to run, and a partial promotion was not asked for."""
+
+    def __init__(self, variant: str, progress: QuickProgress) -> None:
+        self.variant, self.progress = variant, progress
+        super().__init__(f"{variant}: quick stage not finished ({progress.sentence()})")
+
+
+def quick_progress(trials: list[FrozenTrial], budget: int) -> QuickProgress:
+    """A RUNNING trial counts as running even when its worker died: the reaper retries it."""
+    count = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
+    originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
+    return QuickProgress(count[TrialState.RUNNING], count[TrialState.WAITING], max(0, budget - originals),
+                         count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.FAIL])
 
 
 def best_distinct(study: optuna.Study, k: int) -> list[FrozenTrial]:
@@ -48,9 +92,15 @@ def best_distinct(study: optuna.Study, k: int) -> list[FrozenTrial]:
     return picked
 
 
-def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: int | None = None) -> list[Promotion]:
+def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: int | None = None,
+            partial: bool = False) -> list[Promotion]:
+    """Enqueue the best configs of a finished quick stage; QuickUnfinished while it still runs,
+    unless `partial`."""
     quick = load_stage_study(storage, campaign, variant, "quick")
     full = load_stage_study(storage, campaign, variant, "full")
+    progress = quick_progress(quick.get_trials(deepcopy=False), campaign.quick.trials)
+    if progress.left and not partial:
+        raise QuickUnfinished(variant, progress)
     picks = best_distinct(quick, top_k or campaign.full.top_k)
     results = []
     with study_lock(storage, full.study_name):
