@@ -158,7 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train one config (a YAML in the train config schema)")
     train.add_argument("--config", required=True, help="train config YAML")
-    train.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
+    fresh = train.add_mutually_exclusive_group()
+    fresh.add_argument("--resume", action="store_true", help="continue from OUT_DIR/last.pt if it exists")
+    fresh.add_argument("--overwrite", action="store_true",
+                       help="start over in an OUT_DIR that holds an earlier run (refused without this)")
     train.add_argument("--out-dir", help="override out_dir (where best.pt and last.pt go)")
     train.add_argument("--device", help="override device: auto, cpu, cuda, cuda:N")
     train.add_argument("--epochs", type=int, help="override epochs")

@@ -22,6 +22,8 @@ def sarsweep_version() -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from models.errors import SarsweepError
+    from training.checkpoint import earlier_run
     from training.config import load_train_config
     from training.trainer import train
 
@@ -31,16 +33,32 @@ def cmd_train(args: argparse.Namespace) -> int:
         if value is not None:  # `--epochs 0` is refused by the schema, not dropped
             changes.append((f"{flag} {value}", key, value))
     cfg = load_train_config(args.config, changes)
+    out_dir = Path(cfg.out_dir)
+    earlier = None if args.resume or args.overwrite else earlier_run(out_dir)
+    if earlier:  # its best.pt would be replaced by this run's first epoch, its last.pt lost
+        go_on = "--resume with more --epochs trains it on" if earlier.finished else "--resume continues it"
+        raise SarsweepError(f"{out_dir} holds an earlier run: {earlier}; {go_on}, --overwrite starts over in "
+                            "its place, --out-dir trains elsewhere")
+    done = [0]  # the last epoch this run reported
 
     def report(epoch: object) -> None:
         e = epoch  # EpochResult
+        done[0] = e.epoch
         mark = " *" if e.is_best else ""
         print(f"epoch {e.epoch}/{cfg.epochs}  loss {e.train_loss:.5f}  val PSNR {e.val_psnr:.2f} dB  "
               f"SSIM {e.val_ssim:.4f}  lr {e.lr:.2e}  {e.seconds:.1f}s{mark}", flush=True)
 
     print(f"training {cfg.variant} (base_channels={cfg.base_channels}) for {cfg.epochs} epoch(s) "
           f"on {cfg.data.root or 'synthetic SAR scenes'}, fraction {cfg.fraction}", flush=True)
-    result = train(cfg, on_epoch_end=report, resume=args.resume)
+    try:
+        result = train(cfg, on_epoch_end=report, resume=args.resume)
+    except KeyboardInterrupt:
+        # train() has finished writing last.pt before it lets this through. Before this run's first
+        # epoch, with --overwrite, the folder's last.pt is the earlier run's: say nothing then.
+        kept = earlier_run(out_dir) if done[0] or args.resume else None
+        if kept and (out_dir / "last.pt").is_file():
+            print(f"{out_dir} holds {kept}: the same command with --resume continues it", file=sys.stderr)
+        raise
     print(f"val PSNR {result.best_psnr:.2f} dB, SSIM {result.best_ssim:.4f} (best epoch {result.best_epoch}), "
           f"{result.params:,} parameters, checkpoint {result.best_path}")
     return 0

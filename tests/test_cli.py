@@ -36,6 +36,56 @@ def test_resume_flag_continues_a_finished_run(tmp_path: Path) -> None:
     assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("epoch ")] == ["2/2"]
 
 
+def test_a_run_into_a_folder_holding_an_earlier_run_is_refused_until_told(tmp_path: Path) -> None:
+    """Without --resume the first epoch replaced the earlier run's best.pt and its last.pt was lost:
+    hours of a long run gone to a forgotten flag."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out", epochs=2)))
+    assert sarsweep("train", "--config", str(config), cwd=tmp_path).returncode == 0
+    out = tmp_path / "out"
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = sarsweep("train", "--config", str(config), cwd=tmp_path)
+    assert again.returncode == 2 and again.stdout == ""
+    assert re.fullmatch(rf"sarsweep: error: {out} holds an earlier run: epoch 2 of 2 done \(last\.pt\), best val "
+                        r"PSNR \d+\.\d\d dB at epoch [12]; --resume with more --epochs trains it on, --overwrite "
+                        r"starts over in its place, --out-dir trains elsewhere", again.stderr.strip()), again.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    (out / "preview-last.png").write_bytes(b"the earlier run's last epoch")
+    over = sarsweep("train", "--config", str(config), "--overwrite", "--epochs", "1", cwd=tmp_path)
+    assert over.returncode == 0, over.stderr
+    assert [line.split()[1] for line in over.stdout.splitlines() if line.startswith("epoch ")] == ["1/1"]
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt"]  # no stale preview beside them
+    assert (out / "last.pt").read_bytes() != before["last.pt"]
+    both = sarsweep("train", "--config", str(config), "--overwrite", "--resume", cwd=tmp_path)
+    assert both.returncode == 2 and "argument --resume: not allowed with argument --overwrite" in both.stderr
+
+
+def test_an_interrupted_run_says_how_to_resume_it(tmp_path: Path) -> None:
+    from conftest import start_cli
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "out", epochs=500)))
+    proc = start_cli("train", "--config", str(config), cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        while not proc.stdout.readline().startswith("epoch 2/500"):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert lines[-1] == "sarsweep: interrupted"
+    match = re.fullmatch(rf"{tmp_path / 'out'} holds epoch (\d+) of 500 done \(last\.pt\), best val PSNR \d+\.\d\d dB "
+                         r"at epoch \d+: the same command with --resume continues it", lines[-2])
+    assert match and int(match[1]) >= 2, lines
+    resumed = sarsweep("train", "--config", str(config), "--resume", "--epochs", str(int(match[1]) + 1), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")] == [
+        f"{int(match[1]) + 1}/{int(match[1]) + 1}"]
+
+
 def test_bad_config_is_one_line_exit_2_and_writes_nothing(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     cfg = tiny_config_dict(tmp_path / "out")

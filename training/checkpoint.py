@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,36 @@ def held_bytes(out_dir: Path) -> int:
     """What a run's checkpoints in `out_dir` take on disk now (best.pt and last.pt, where they
     exist): space checkpoint_bytes counts that the run already has."""
     return sum(p.stat().st_size for p in (out_dir / "best.pt", out_dir / "last.pt") if p.is_file())
+
+
+@dataclass
+class EarlierRun:
+    """What a folder holds of an earlier run (see earlier_run)."""
+
+    said: str
+    """In words: "epoch 3 of 10 done (last.pt), best val PSNR 20.44 dB at epoch 3"."""
+    finished: bool
+    """It trained all its epochs (False also when its checkpoint cannot be read)."""
+
+    def __str__(self) -> str:
+        return self.said
+
+
+def earlier_run(out_dir: Path) -> EarlierRun | None:
+    """What `out_dir` holds of an earlier run, or None when it holds no checkpoint."""
+    found = [p for p in (out_dir / "last.pt", out_dir / "best.pt") if p.is_file()]
+    if not found:
+        return None
+    try:
+        state = load_checkpoint(found[0])
+        epoch, epochs = int(state["epoch"]), int(state["config"]["epochs"])
+        psnr, at = (state["best"]["psnr"], state["best"]["epoch"]) if "best" in state else \
+            (state["metrics"]["val_psnr"], epoch)
+    except (CheckpointError, KeyError, TypeError, ValueError) as exc:
+        why = exc if isinstance(exc, CheckpointError) else f"{found[0].name} is unreadable"
+        return EarlierRun(f"{', '.join(p.name for p in found)} ({why})", False)
+    return EarlierRun(f"epoch {epoch} of {epochs} done ({found[0].name}), best val PSNR {psnr:.2f} dB at epoch {at}",
+                      epoch >= epochs)
 
 
 # Measured on torch 2.13 (torch.save zip format): ~300 bytes per tensor beyond its data, and

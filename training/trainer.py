@@ -334,6 +334,8 @@ def train(
     if isinstance(resume, (str, Path)) or (resume and last.is_file()):
         run.restore(last)
     start_epoch = run.epoch
+    if start_epoch == 0:  # a run started over in a used folder: the earlier run's last-epoch preview would stay
+        (out_dir / "preview-last.png").unlink(missing_ok=True)
     writer = BackgroundWriter()
     try:
         _epochs(run, cfg, out_dir, writer, on_epoch_end, on_epoch_written, progress)
