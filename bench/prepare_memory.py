@@ -2,13 +2,17 @@
 
     python bench/prepare_memory.py                                   # generated scenes, ~1 GB of patches
     python bench/prepare_memory.py --data ../shared/data/sar/terrasarx_deepdespeckling --include "*.png" --stride 4
+    python bench/prepare_memory.py --grd 8000x6000 --patch 256 --stride 256   # one large dual-pol scene
 
 Preparation decodes every raster, cuts its patches and writes them to the cache once; every
 later trial memory-maps the result. A node must be able to do the first step for the whole data
 set, so what it holds in memory meanwhile decides the largest data set a node can take. Each case
 runs in a fresh process with a cache of its own; its peak RSS is reset just before `prepare`
 (Linux's clear_refs) and read after, and the baseline is its RSS at the reset, in the same run. The ratio
-line is the peak growth as a multiple of the prepared array (1.0 = one whole copy in memory).
+line is the peak growth as a multiple of the prepared array (1.0 = one whole copy in memory), and
+of the largest file: decoding a raster holds it at least once, so for a data set of large scenes
+(a Sentinel-1 GRD is ~25,000 x 16,700 pixels, 2 bands of uint16, ~1.6 GB) that is the figure that
+decides what a node can take.
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ def child(args: argparse.Namespace) -> None:
     prepared = prepare(cfg)
     seconds = time.perf_counter() - started
     peak = status_bytes("VmHWM")
+    largest = max(Path(args.data, f).stat().st_size for f in prepared.files)
     print(json.dumps({"seconds": seconds, "growth": peak - before, "bytes": prepared.patches.nbytes,
-                      "patches": len(prepared.patches), "files": len(prepared.files)}))
+                      "patches": len(prepared.patches), "files": len(prepared.files), "largest": largest}))
 
 
 def measure(args: argparse.Namespace, cache: Path) -> dict:
@@ -66,12 +71,30 @@ def generated(scenes: int, size: int, work: Path) -> str:
     return str(synthetic_dir(SyntheticConfig(scenes=scenes, size=size), 1, work / "scenes"))
 
 
+def grd_scene(size: str, work: Path) -> str:
+    """A folder with one dual-pol uint16 GeoTIFF of `size` ("WxH"), (VH, VV) as a Sentinel-1 GRD
+    stores its amplitudes: speckle-like Gamma(1) values, scaled to typical digital numbers."""
+    import numpy as np
+    import tifffile
+
+    width, height = (int(x) for x in size.lower().split("x"))
+    folder = work / "grd"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    bands = np.empty((2, height, width), dtype=np.uint16)
+    for band, scale in zip(bands, (60.0, 200.0), strict=True):  # VH is weaker than VV
+        band[...] = np.minimum(rng.gamma(1.0, scale, size=(height, width)), 65535)
+    tifffile.imwrite(folder / "scene.tif", bands)
+    return str(folder)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="folder of rasters (default: generated scenes)")
     parser.add_argument("--include", nargs="+", default=["*.npy"], help="files under --data (default *.npy)")
     parser.add_argument("--scenes", type=int, default=64, help="generated scenes (without --data)")
     parser.add_argument("--size", type=int, default=512, help="generated scene side in pixels")
+    parser.add_argument("--grd", metavar="WxH", help="instead: one generated dual-pol uint16 GeoTIFF of this size")
     parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--stride", type=int, default=8)
     parser.add_argument("--smoke", action="store_true", help="a tiny run that proves the script works")
@@ -82,10 +105,13 @@ def main() -> None:
         return
     if args.smoke:
         args.scenes, args.size, args.patch, args.stride = 4, 64, 16, 16
+        args.grd = "96x64" if args.grd else None
 
     with tempfile.TemporaryDirectory(prefix="sarsweep-prepare-memory-") as tmp:
         work = Path(tmp)
-        if args.data is None:
+        if args.grd:
+            args.data, args.include = grd_scene(args.grd, work), ["*.tif"]
+        elif args.data is None:
             args.data, args.include = generated(args.scenes, args.size, work), ["*.npy"]
         cache = work / "cache"
         cold = measure(args, cache)
@@ -95,12 +121,14 @@ def main() -> None:
 
     print(f"# {platform.node()} | python {platform.python_version()} | numpy {numpy.__version__} | "
           f"{cold['files']} file(s) from {args.data} | patch {args.patch}, stride {args.stride} | "
-          f"{cold['patches']:,} patches, {cold['bytes'] / 2**20:,.1f} MiB")
-    print(f"{'case':<6} {'seconds':>8} {'peak growth MiB':>16} {'x array':>8}")
+          f"{cold['patches']:,} patches, {cold['bytes'] / 2**20:,.1f} MiB | "
+          f"largest file {cold['largest'] / 2**20:,.1f} MiB")
+    print(f"{'case':<6} {'seconds':>8} {'peak growth MiB':>16} {'x array':>8} {'x largest file':>15}")
     for name, row in (("cold", cold), ("warm", warm)):
-        print(f"{name:<6} {row['seconds']:>8.2f} {row['growth'] / 2**20:>16.1f} {row['growth'] / row['bytes']:>8.2f}")
+        print(f"{name:<6} {row['seconds']:>8.2f} {row['growth'] / 2**20:>16.1f} {row['growth'] / row['bytes']:>8.2f} "
+              f"{row['growth'] / row['largest']:>15.2f}")
     print(f"ratio peak growth / prepared array: cold {cold['growth'] / cold['bytes']:.2f}, "
-          f"warm {warm['growth'] / warm['bytes']:.2f}")
+          f"warm {warm['growth'] / warm['bytes']:.2f}; / largest file: cold {cold['growth'] / cold['largest']:.2f}")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ def test_storage_scaling_smoke() -> None:
 
 def test_prepare_memory_smoke() -> None:
     out = bench("bench/prepare_memory.py", "--smoke")
-    assert re.search(r"^cold\s+\d+\.\d\d\s+\d+\.\d\s+\d+\.\d\d$", out, re.M)
-    assert re.search(r"^# .* \| 64 patches, 0\.1 MiB$", out, re.M)  # 4 scenes of 64 px at 16 px, stride 16
-    assert re.search(r"^ratio peak growth / prepared array: cold \d+\.\d\d, warm \d+\.\d\d$", out, re.M)
+    assert re.search(r"^cold\s+\d+\.\d\d\s+\d+\.\d\s+\d+\.\d\d\s+\d+\.\d\d$", out, re.M)
+    assert re.search(r"^# .* \| 64 patches, 0\.1 MiB \| largest file", out, re.M)  # 4 scenes of 64 px at 16 px, stride 16
+    assert re.search(r"^ratio peak growth / prepared array: cold \d+\.\d\d, warm \d+\.\d\d; / largest file: "
+                     r"cold \d+\.\d\d$", out, re.M)
+    grd = bench("bench/prepare_memory.py", "--smoke", "--grd", "8000x6000")  # smoke: a 96x64 scene instead
+    assert re.search(r"^# .* 1 file\(s\) from .*/grd \| patch 16, stride 16 \| 24 patches", grd, re.M)

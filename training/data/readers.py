@@ -8,6 +8,7 @@ are only divided by their dtype's maximum.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -53,44 +54,82 @@ def channels_first(arr: np.ndarray, path: Path) -> np.ndarray:
     raise RasterReadError(path, f"cannot tell the band axis of shape {arr.shape}")
 
 
-def to_amplitude(bands: np.ndarray, kind: str, path: Path) -> np.ndarray:
-    """Physical bands -> amplitude bands (float64), according to `kind`."""
+def polarisations(bands: np.ndarray, kind: str, path: Path) -> list[np.ndarray]:
+    """The file's polarisations, as views of its raw array: one (H, W) band each, or an (I, Q) pair
+    of bands for complex data stored as band pairs (`kind: complex`, or `auto` and any negative value)."""
     if np.iscomplexobj(bands):
-        return np.abs(bands).astype(np.float64)
+        return list(bands)
     if not np.issubdtype(bands.dtype, np.number) or bands.dtype == np.bool_:
         raise RasterReadError(path, f"unsupported dtype {bands.dtype}")
-    values = np.nan_to_num(bands.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    has_negative = bool((values < 0).any())
+    has_negative = any(_has_negative(band) for band in bands)
     if kind == "complex" or (kind == "auto" and has_negative):
-        if values.shape[0] % 2:
+        if bands.shape[0] % 2:
             raise RasterReadError(
-                path, f"complex data needs I/Q band pairs, got {values.shape[0]} band(s)"
+                path, f"complex data needs I/Q band pairs, got {bands.shape[0]} band(s)"
                 + (" with negative values" if kind == "auto" else ""),
             )
-        return np.hypot(values[0::2], values[1::2])
+        return [bands[i : i + 2] for i in range(0, bands.shape[0], 2)]
     if has_negative:
         raise RasterReadError(path, f"{kind} raster has negative values; is it complex (kind: complex)?")
-    return np.sqrt(values) if kind == "intensity" else values
+    return list(bands)
+
+
+def _has_negative(band: np.ndarray) -> bool:
+    """A finite value below zero (NaN and infinities are no data, read as 0)."""
+    if np.issubdtype(band.dtype, np.unsignedinteger):
+        return False
+    if np.issubdtype(band.dtype, np.integer):
+        return bool((band < 0).any())
+    return bool(((band < 0) & (band != -np.inf)).any())
+
+
+def _physical(band: np.ndarray) -> np.ndarray:
+    """A raw band as float64, NaN and infinities (no data) as 0."""
+    return np.nan_to_num(band.astype(np.float64), copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def to_amplitude(pol: np.ndarray, kind: str) -> np.ndarray:
+    """One polarisation (see polarisations) -> its amplitude band, float64, (H, W)."""
+    if np.iscomplexobj(pol):
+        return np.abs(pol).astype(np.float64)
+    if pol.ndim == 3:  # an I/Q pair
+        i = _physical(pol[0])
+        return np.hypot(i, _physical(pol[1]), out=i)
+    values = _physical(pol)
+    return np.sqrt(values, out=values) if kind == "intensity" else values
+
+
+def normalise_band(band: np.ndarray, percentiles: list[float], out: np.ndarray) -> None:
+    """Amplitude `band` (float64; overwritten) -> `out`: log-amplitude, clipped at the given
+    percentiles, scaled to [0, 1]. In place, so a band of a large scene is held about twice
+    (itself and the copy np.percentile sorts), not once per step."""
+    out[...] = 0.0
+    low = band.min(where=band > 0, initial=np.inf)
+    if low == np.inf:  # nothing positive
+        return
+    # Zeros (no-data, or exact zeros in sigma0) take the smallest real value, not -inf.
+    log_band = np.log(np.maximum(band, low, out=band), out=band)
+    lo, hi = np.percentile(log_band, percentiles)
+    if hi > lo:
+        log_band -= lo
+        log_band /= hi - lo
+        out[...] = np.clip(log_band, 0.0, 1.0, out=log_band)
 
 
 def normalise(amplitude: np.ndarray, percentiles: list[float]) -> np.ndarray:
-    """Per band: log-amplitude, clipped at the given percentiles, scaled to [0, 1]."""
-    out = np.zeros(amplitude.shape, dtype=np.float32)
+    """Per band of a (C, H, W) amplitude array: see normalise_band (the array is not changed)."""
+    out = np.empty(amplitude.shape, dtype=np.float32)
     for i, band in enumerate(amplitude):
-        positive = band[band > 0]
-        if positive.size == 0:
-            continue
-        # Zeros (no-data, or exact zeros in sigma0) take the smallest real value, not -inf.
-        log_band = np.log(np.maximum(band, positive.min()))
-        lo, hi = np.percentile(log_band, percentiles)
-        if hi > lo:
-            out[i] = np.clip((log_band - lo) / (hi - lo), 0.0, 1.0)
+        normalise_band(np.array(band, dtype=np.float64), percentiles, out[i])
     return out
 
 
-def select_bands(bands: np.ndarray, cfg: DataConfig, path: Path) -> np.ndarray:
+Bands = Sequence[np.ndarray] | np.ndarray
+
+
+def select_bands(bands: Bands, cfg: DataConfig, path: Path) -> Bands:
     """Keep `cfg.channels` bands: all of them, or band `cfg.band` when one is wanted."""
-    n = bands.shape[0]
+    n = len(bands)
     if n == cfg.channels:
         return bands
     if cfg.channels == 1:
@@ -120,6 +159,10 @@ def read_raster(path: str | Path, cfg: DataConfig) -> np.ndarray:
     if path.suffix.lower() in RENDERING_SUFFIXES:
         bands = read_rendering(arr, path)
         return select_bands(bands, cfg, path)
-    bands = channels_first(arr, path)
-    amplitude = to_amplitude(bands, cfg.kind, path)
-    return normalise(select_bands(amplitude, cfg, path), cfg.clip_percentiles)
+    # One polarisation at a time, only the chosen ones: a dual-pol scene of H x W uint16 pixels
+    # (a Sentinel-1 GRD is ~25,000 x 16,700) is held as float64 one band at a time.
+    chosen = select_bands(polarisations(channels_first(arr, path), cfg.kind, path), cfg, path)
+    out = np.empty((len(chosen), *chosen[0].shape[-2:]), dtype=np.float32)
+    for i, pol in enumerate(chosen):
+        normalise_band(to_amplitude(pol, cfg.kind), cfg.clip_percentiles, out[i])
+    return out
