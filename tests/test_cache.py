@@ -105,6 +105,58 @@ def test_prune_waits_for_a_preparation_under_way(cache: Path, tmp_path: Path,
         holder.wait(timeout=30)
 
 
+def test_workers_starting_together_decode_the_data_once(cache: Path, s1: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`launch` starts a node's workers at once and all find the cache cold: one prepares, the
+    others wait for its entry (each decoded every raster beside it: N times the memory and CPU).
+    Threads here, each with a lock file of its own opened, as separate processes have."""
+    import threading
+
+    import training.data.dataset as dataset
+
+    read = dataset.read_raster
+    decoded: list[str] = []
+
+    def counting(path: Path, cfg: DataConfig) -> np.ndarray:
+        decoded.append(Path(path).name)
+        time.sleep(0.002)  # a slower disk: the preparers surely overlap
+        return read(path, cfg)
+
+    monkeypatch.setattr(dataset, "read_raster", counting)
+    cfg = DataConfig(root=str(s1), include=["*/Patch/*.tif"], patch_size=32, stride=16, small_chips="pad")
+    start = threading.Barrier(4)
+    results: list[object] = []
+
+    def worker() -> None:
+        start.wait()
+        results.append(prepare(cfg))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    sources = len(list(s1.glob("*/Patch/*.tif")))
+    assert len(results) == 4 and sources > 100
+    assert len(decoded) == sources  # each raster once, not once per worker
+    first = results[0]
+    for other in results[1:]:
+        assert other.cache_path == first.cache_path and other.files == first.files
+        np.testing.assert_array_equal(other.patches, first.patches)
+    assert [e["kind"] for e in listed_now()] == ["patches"]  # the lock file is no entry
+    assert main(["cache", "prune", "--max-size", "0"]) == 0
+    assert not (cache / "locks").exists()
+
+
+def listed_now() -> list[dict]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["cache", "list", "--json"]) == 0
+    return json.loads(out.getvalue())["entries"]
+
+
 def test_leftovers_go_and_an_open_memory_map_outlives_its_entry(
         cache: Path, tsx: Path, capfd: pytest.CaptureFixture[str]) -> None:
     prepared = prepare(DataConfig(root=str(tsx), include=["*.png"], patch_size=32))

@@ -9,6 +9,7 @@ Under `cache_root()` ($SARSWEEP_CACHE, else ~/.cache/sarsweep):
                                      marks it complete and is touched at each use
     synthetic/<key>/                 generated scenes of one generator config (touched at each use)
     inductor/                        torch.compile's kernels; torch manages it, prune leaves it
+    locks/<key>.lock                 one process makes an entry, the others wait (see making)
 
 Every data config and every held-out folder that `evaluate` scores adds an entry, and a dataset
 whose files change gets a new key, so without pruning the cache only grows.
@@ -40,6 +41,7 @@ from training.errors import OutputError
 from training.files import human_bytes, os_reason
 
 LOCK_NAME = ".lock"
+LOCKS = "locks"
 
 
 def cache_root() -> Path:
@@ -48,14 +50,17 @@ def cache_root() -> Path:
 
 
 @contextlib.contextmanager
-def _flock(root: Path, mode: int, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+def _flock(lock: Path, mode: int, on_wait: Callable[[], None] | None = None,
+           required: bool = False) -> Iterator[None]:
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        handle = open(root / LOCK_NAME, "a+b")  # noqa: SIM115 - held across the yield
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a+b")  # noqa: SIM115 - held across the yield
     except OSError as exc:
-        if mode == fcntl.LOCK_EX:
-            raise OutputError(root, os_reason(exc, root / LOCK_NAME)) from None
-        yield  # a read-only cache (a shared, pre-filled mount): nobody can prune it either
+        if required:
+            raise OutputError(lock.parent, os_reason(exc, lock)) from None
+        # A read-only cache (a shared, pre-filled mount): nobody can prune it or write to it
+        # either, and a write that needs the lock fails with its own message.
+        yield
         return
     with handle:
         try:
@@ -69,7 +74,15 @@ def _flock(root: Path, mode: int, on_wait: Callable[[], None] | None = None) -> 
 
 def in_use(root: Path) -> contextlib.AbstractContextManager[None]:
     """Held (shared) while data is prepared: `prune` waits for it."""
-    return _flock(root, fcntl.LOCK_SH)
+    return _flock(root / LOCK_NAME, fcntl.LOCK_SH)
+
+
+def making(root: Path, key: str, on_wait: Callable[[], None] | None = None) -> contextlib.AbstractContextManager[None]:
+    """Held (exclusive, inside in_use) while the entry `key` is made. The workers that `launch`
+    starts together on a node all find the cache cold: one prepares, the others wait and then read
+    its entry, instead of each decoding every raster beside it (N times the memory and the CPU).
+    The lock files stay, empty, under locks/ until a prune (which no holder can overlap)."""
+    return _flock(root / LOCKS / f"{key}.lock", fcntl.LOCK_EX, on_wait)
 
 
 def touch(path: Path) -> None:
@@ -212,7 +225,7 @@ def prune(older_than: float | None = None, max_bytes: int | None = None, dry_run
     root = root or cache_root()
     if not root.is_dir():
         return Pruned([], Contents(root, [], 0))
-    with _flock(root, fcntl.LOCK_EX, on_wait):
+    with _flock(root / LOCK_NAME, fcntl.LOCK_EX, on_wait, required=True):
         found = contents(root)
         now = time.time()
         doomed = [e for e in found.entries
@@ -223,6 +236,7 @@ def prune(older_than: float | None = None, max_bytes: int | None = None, dry_run
         if not dry_run:
             for entry in doomed:
                 _remove(entry)
+            shutil.rmtree(root / LOCKS, ignore_errors=True)  # held by no one while we hold the root's
     return Pruned(doomed, Contents(root, kept, found.inductor_bytes))
 
 

@@ -9,6 +9,7 @@ cached index in microseconds, so they cost nothing per trial.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.cache import cache_root, describe_data, in_use, read_patches
+from training.cache import cache_root, describe_data, in_use, making, read_patches
 from training.config import DataConfig, config_hash
 from training.data.patches import patch_rows
 from training.data.readers import read_raster
@@ -151,14 +152,24 @@ def prepare(cfg: DataConfig) -> PreparedData:
         array_path = directory / f"{key}.npy"
         cached = read_patches(directory, key)
         if cached is None:
-            index = _write_patches(cfg, root, sources, array_path)
-            index["data"] = describe_data(relevant, len(index["patch_file"]))
-            # the index is written last: it marks the entry complete
-            atomic_write(directory / f"{key}.json", lambda tmp: Path(tmp).write_text(json.dumps(index)))
-            cached = np.load(array_path, mmap_mode="r"), index
+            wait = functools.partial(log.info, "waiting: another process prepares the same data (%s)", root)
+            with making(cache_root(), f"patches-{key}", on_wait=wait):
+                cached = read_patches(directory, key)  # it may have while we waited
+                if cached is None:
+                    cached = _make_entry(cfg, root, sources, relevant, directory, key)
         patches, index = cached
         return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"], index["skipped"],
                             array_path, index.get("sources"))
+
+
+def _make_entry(cfg: DataConfig, root: Path, sources: list[Path], relevant: dict[str, Any], directory: Path,
+                key: str) -> tuple[np.ndarray, dict[str, Any]]:
+    array_path = directory / f"{key}.npy"
+    index = _write_patches(cfg, root, sources, array_path)
+    index["data"] = describe_data(relevant, len(index["patch_file"]))
+    # the index is written last: it marks the entry complete
+    atomic_write(directory / f"{key}.json", lambda tmp: Path(tmp).write_text(json.dumps(index)))
+    return np.load(array_path, mmap_mode="r"), index
 
 
 def split_files(n_files: int, val_fraction: float, seed: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from skimage.filters import gaussian
 
-from training.cache import in_use, touch
+from training.cache import in_use, making, touch
 from training.config import SyntheticConfig, config_hash
 from training.errors import OutputError
 from training.files import os_reason, write_npy
@@ -55,12 +55,12 @@ def synthetic_dir(cfg: SyntheticConfig, channels: int, cache_root: Path) -> Path
 
     The cache's shared lock is held, so `sarsweep cache prune` neither takes the scenes away
     between the check and the return nor mistakes the staging folder for a killed one's."""
-    with in_use(cache_root):
-        return _generated(cfg, channels, cache_root)
-
-
-def _generated(cfg: SyntheticConfig, channels: int, cache_root: Path) -> Path:
     key = config_hash({"synthetic": cfg, "channels": channels, "version": GENERATOR_VERSION})
+    with in_use(cache_root), making(cache_root, f"synthetic-{key}"):  # workers started together generate once
+        return _generated(cfg, channels, cache_root, key)
+
+
+def _generated(cfg: SyntheticConfig, channels: int, cache_root: Path, key: str) -> Path:
     target = cache_root / "synthetic" / key
     if target.is_dir():
         touch(target)  # a use, for `sarsweep cache prune`
