@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -135,3 +136,70 @@ def test_channels_first_arrays_are_accepted(s1: Path, tmp_path: Path) -> None:
     shutil.copy(s1 / GRD_DUAL, tmp_path / "hwc.tif")
     np.testing.assert_array_equal(read_raster(tmp_path / "chw.npy", cfg(channels=2)),
                                   read_raster(tmp_path / "hwc.tif", cfg(channels=2)))
+
+
+BIG_GRD = "S1A_IW_GRDH_1SDV_20161018T095407_20161018T095432_013543_015ACD_AB15/Patch/Tanker_x15342_y11582.tif"
+
+
+def _bordered(chip: np.ndarray, top: int, left: int, size: tuple[int, int], fill: float) -> np.ndarray:
+    """`chip` (H, W, C) placed at (top, left) in a `size` scene of `fill`, as a scene's edge is."""
+    scene = np.full((*size, chip.shape[2]), fill, dtype=chip.dtype)
+    scene[top : top + chip.shape[0], left : left + chip.shape[1]] = chip
+    return scene
+
+
+def test_a_no_data_border_is_left_out_of_the_normalisation_and_its_patches_dropped(s1: Path, tmp_path: Path) -> None:
+    """A GRD scene's edge is zero-filled and tagged GDAL_NODATA=0. Counted as data, the border
+    pulled the 1st percentile down to the smallest value and squeezed the real pixels' range."""
+    from training.data import prepare, split
+    from training.errors import DataError
+
+    chip = tifffile.imread(s1 / BIG_GRD)  # 185 x 185 x [VH, VV] DN, no zeros of its own
+    alone = read_raster(s1 / BIG_GRD, cfg())
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    tifffile.imwrite(scenes / "edge.tif", _bordered(chip, 40, 100, (256, 320), 0.0),
+                     extratags=[(42113, "s", 0, "0", True)])  # how GDAL writes a no-data value
+    edge = read_raster(scenes / "edge.tif", cfg())
+    np.testing.assert_array_equal(edge[:, 40:225, 100:285], alone)  # the same figures as without the border
+    border = np.ones(edge.shape[1:], bool)
+    border[40:225, 100:285] = False
+    assert np.isnan(edge[:, border]).all()
+    counted = read_raster(scenes / "edge.tif", cfg(nodata=None))  # the border as data: as before
+    assert not np.isnan(counted).any() and np.abs(counted[:, 40:225, 100:285] - alone).max() > 0.05
+
+    prepared = prepare(cfg(root=str(scenes), include=["*.tif"], patch_size=32, stride=32))
+    # Patches (top, left) at multiples of 32 in 256 x 320; keep those at most 10 % border.
+    kept = [(y, x) for y in range(0, 225, 32) for x in range(0, 289, 32)
+            if (~border[y : y + 32, x : x + 32]).mean() >= 0.9]
+    assert len(prepared.patches) == len(kept) and prepared.nodata_dropped == 80 - len(kept)
+    assert not np.isnan(prepared.patches).any() and len(kept) >= 16
+    whole = cfg(root=str(scenes), include=["*.tif"], patch_size=256, stride=64)  # each window is half border
+    with pytest.raises(DataError, match=re.escape("no patch of patch_size 256, stride 64 has data: all 2 were more "
+                                                  "than 10% no-data pixels (data.max_nodata; data.nodata is 'auto')")):
+        split(prepare(whole), whole, 1.0)
+
+
+def test_nan_is_no_data_and_a_set_value_too(s1: Path, tmp_path: Path) -> None:
+    chip = tifffile.imread(s1 / BIG_GRD)
+    alone = read_raster(s1 / BIG_GRD, cfg())
+    for name, fill, extra in (("nan.npy", np.nan, {}), ("minus.npy", -9999.0, {"nodata": -9999})):
+        np.save(tmp_path / name, _bordered(chip, 10, 20, (200, 210), fill))
+        read = read_raster(tmp_path / name, cfg(**extra))  # -9999 is not read as a sign of I/Q data
+        np.testing.assert_array_equal(read[:, 10:195, 20:205], alone)
+        assert np.isnan(read[:, :10]).all() and np.isnan(read[:, :, :20]).all()
+
+
+def test_bad_no_data_settings_name_the_field(s1: Path, tmp_path: Path) -> None:
+    from training.config import TrainConfig
+    from training.errors import ConfigError
+
+    for data, message in (({"max_nodata": 1.0}, "data.max_nodata: must be in [0, 1), got 1.0"),
+                          ({"nodata": ".nan"}, "data.nodata: expected one of"),
+                          ({"nodata": float("inf")}, "data.nodata: must be a finite number, auto or null")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            TrainConfig.from_dict({"data": data})
+    tifffile.imwrite(tmp_path / "odd.tif", tifffile.imread(s1 / BIG_GRD), extratags=[(42113, "s", 0, "none", True)])
+    with pytest.raises(RasterReadError, match="its GDAL_NODATA tag 'none' is not a number; set data.nodata"):
+        read_raster(tmp_path / "odd.tif", cfg())
+    assert read_raster(tmp_path / "odd.tif", cfg(nodata=None)).shape == (1, 185, 185)

@@ -71,6 +71,13 @@ class DataConfig:
     """Seed of the train/val split and of the nested train subsets."""
     val_max_patches: int | None = None
     """Cap on validation patches (a fixed seeded subset), to bound validation time."""
+    nodata: float | Literal["auto"] | None = "auto"
+    """Raw value of pixels without data, e.g. 0 for the zero-filled borders of a Sentinel-1 GRD
+    scene. auto: a GeoTIFF's GDAL_NODATA tag where it has one, else none; null: none. NaN and
+    infinities are always no-data. No-data pixels are left out of the percentiles and read as 0."""
+    max_nodata: float = 0.1
+    """Largest share of no-data pixels a patch may have; patches with more (a scene's border)
+    are dropped."""
     on_error: Literal["raise", "skip"] = "raise"
     """A corrupt or unreadable file: stop with an error naming it, or warn and skip it."""
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -87,6 +94,9 @@ class DataConfig:
             f"must be [low, high] with 0 <= low < high <= 100, got {lo_hi}",
         )
         require(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        require(0.0 <= self.max_nodata < 1.0, "max_nodata", f"must be in [0, 1), got {self.max_nodata}")
+        require(self.nodata is None or self.nodata == "auto" or math.isfinite(self.nodata), "nodata",
+                f"must be a finite number, auto or null, got {self.nodata} (NaN and infinities are always no-data)")
         require(
             self.val_max_patches is None or self.val_max_patches >= 1, "val_max_patches",
             f"must be positive or null, got {self.val_max_patches}",

@@ -22,14 +22,14 @@ import torch
 
 from training.cache import cache_root, describe_data, in_use, making, read_patches
 from training.config import DataConfig, config_hash
-from training.data.patches import patch_rows
+from training.data.patches import filled, patch_rows
 from training.data.readers import read_raster
 from training.data.synthetic import synthetic_dir
 from training.errors import DataError, RasterReadError
 from training.files import atomic_write, require_dir, write_npy_rows
 
 log = logging.getLogger("sarsweep.data")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: no-data pixels (NaN, GDAL_NODATA) out of the percentiles
 
 
 @dataclass
@@ -47,6 +47,8 @@ class PreparedData:
     cache_path: Path | None = None
     sources: int | None = None
     """Files the include globs matched (None: a cache entry written before this was recorded)."""
+    nodata_dropped: int = 0
+    """Patches left out for more no-data pixels than data.max_nodata."""
 
 
 @dataclass
@@ -95,15 +97,15 @@ def _cache_relevant(cfg: DataConfig, root: Path, sources: list[Path]) -> dict[st
     return {
         "version": CACHE_VERSION, "root": str(root.resolve()), "files": stats,
         **{k: getattr(cfg, k) for k in ("kind", "channels", "band", "patch_size", "small_chips",
-                                        "clip_percentiles", "on_error")},
+                                        "clip_percentiles", "nodata", "max_nodata", "on_error")},
         "stride": cfg.effective_stride,
     }
 
 
-def _patches_by_file(cfg: DataConfig, root: Path, sources: list[Path],
-                     skipped: list[str]) -> Iterator[tuple[str, Iterator[np.ndarray]]]:
+def _patches_by_file(cfg: DataConfig, root: Path, sources: list[Path], skipped: list[str],
+                     dropped: list[int]) -> Iterator[tuple[str, Iterator[np.ndarray]]]:
     """(file, its rows of patches) for each source, one raster in memory at a time; unreadable
-    files go to `skipped` when on_error is skip."""
+    files go to `skipped` when on_error is skip, patches with too much no-data to dropped[0]."""
     for path in sources:
         rel = path.relative_to(root).as_posix()
         try:
@@ -114,7 +116,8 @@ def _patches_by_file(cfg: DataConfig, root: Path, sources: list[Path],
             log.warning("skipping %s", exc)
             skipped.append(rel)
             continue
-        yield rel, patch_rows(image, cfg.patch_size, cfg.effective_stride, cfg.small_chips)
+        rows = patch_rows(image, cfg.patch_size, cfg.effective_stride, cfg.small_chips)
+        yield rel, filled(rows, cfg.max_nodata, dropped) if np.isnan(image).any() else rows
 
 
 def _write_patches(cfg: DataConfig, root: Path, sources: list[Path], array_path: Path) -> dict[str, Any]:
@@ -122,9 +125,10 @@ def _write_patches(cfg: DataConfig, root: Path, sources: list[Path], array_path:
     files: list[str] = []
     skipped: list[str] = []
     owners: list[np.ndarray] = []
+    dropped = [0]
 
     def chunks() -> Iterator[np.ndarray]:
-        for rel, rows in _patches_by_file(cfg, root, sources, skipped):
+        for rel, rows in _patches_by_file(cfg, root, sources, skipped, dropped):
             count = 0
             for patches in rows:
                 count += len(patches)
@@ -136,7 +140,8 @@ def _write_patches(cfg: DataConfig, root: Path, sources: list[Path], array_path:
     row = (cfg.channels, cfg.patch_size, cfg.patch_size)
     atomic_write(array_path, lambda tmp: write_npy_rows(tmp, chunks(), row))
     owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
-    return {"files": files, "skipped": skipped, "patch_file": owner.tolist(), "sources": len(sources)}
+    return {"files": files, "skipped": skipped, "patch_file": owner.tolist(), "sources": len(sources),
+            "nodata_dropped": dropped[0]}
 
 
 def prepare(cfg: DataConfig) -> PreparedData:
@@ -159,7 +164,7 @@ def prepare(cfg: DataConfig) -> PreparedData:
                     cached = _make_entry(cfg, root, sources, relevant, directory, key)
         patches, index = cached
         return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"], index["skipped"],
-                            array_path, index.get("sources"))
+                            array_path, index.get("sources"), index.get("nodata_dropped", 0))
 
 
 def _make_entry(cfg: DataConfig, root: Path, sources: list[Path], relevant: dict[str, Any], directory: Path,
@@ -198,6 +203,9 @@ def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData
         if prepared.sources is not None and len(skipped) >= prepared.sources:
             raise DataError(f"none of the {prepared.sources} file(s) data.include matched could be read "
                             f"(data.on_error: skip left them all out, e.g. {skipped[0]})")
+        if prepared.nodata_dropped:
+            raise DataError(f"no patch of {desc} has data: all {prepared.nodata_dropped} were more than "
+                            f"{cfg.max_nodata:.0%} no-data pixels (data.max_nodata; data.nodata is {cfg.nodata!r})")
         read = "" if prepared.sources is None else f"{prepared.sources - len(skipped)} "  # none gave a patch
         raise DataError(f"no patch of {desc} could be cut: the {read}readable file(s) are all smaller than "
                         f"{cfg.patch_size} px; lower data.patch_size or set data.small_chips: pad")

@@ -27,6 +27,20 @@ def patch_rows(image: np.ndarray, size: int, stride: int, small: str = "skip") -
         yield np.stack([image[:, top : top + size, x : x + size] for x in lefts])
 
 
+def filled(rows: Iterator[np.ndarray], max_nodata: float, dropped: list[int]) -> Iterator[np.ndarray]:
+    """`rows` (see patch_rows) without the patches whose share of no-data pixels (NaN, the same in
+    every channel: see read_raster) is above `max_nodata`; in the rest no-data reads as 0. Counts
+    what it drops in dropped[0]."""
+    for row in rows:
+        gaps = np.isnan(row[:, 0]).mean(axis=(1, 2))
+        if gaps.any():
+            keep = gaps <= max_nodata
+            dropped[0] += int((~keep).sum())
+            row = np.nan_to_num(row[keep], copy=False, nan=0.0)
+        if len(row):
+            yield row
+
+
 def extract_patches(image: np.ndarray, size: int, stride: int, small: str = "skip") -> np.ndarray:
     """All windows of `patch_rows` as one (N, C, size, size) array."""
     rows = list(patch_rows(image, size, stride, small))

@@ -4,6 +4,9 @@ GeoTIFF (tifffile) and .npy hold physical values: complex (complex dtype, or I/Q
 amplitude or intensity. They become amplitude, then log, then are clipped at per-band robust
 percentiles and scaled to [0, 1]. PNG/JPEG are 8-bit renderings that are already scaled: they
 are only divided by their dtype's maximum.
+
+Pixels without data (NaN, infinities, the file's GDAL_NODATA value or `data.nodata`) take no
+part in the percentiles and come out as NaN; cutting patches drops those with too many of them.
 """
 
 from __future__ import annotations
@@ -19,26 +22,41 @@ from training.errors import RasterReadError
 PHYSICAL_SUFFIXES = {".tif", ".tiff", ".npy"}
 RENDERING_SUFFIXES = {".png", ".jpg", ".jpeg"}
 MAX_BANDS = 16
+GDAL_NODATA_TAG = 42113
 
 
-def load_array(path: Path) -> np.ndarray:
-    """The file's raw array; any failure to decode is a RasterReadError naming the file."""
+def load_array(path: Path) -> tuple[np.ndarray, str | None]:
+    """The file's raw array and the no-data value it declares, as written (a GeoTIFF's GDAL_NODATA
+    tag, else None); any failure to decode is a RasterReadError naming the file."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
+            with tifffile.TiffFile(path) as tif:
+                tag = tif.pages[0].tags.get(GDAL_NODATA_TAG) if len(tif.pages) else None
+                return np.asarray(tif.asarray()), None if tag is None else str(tag.value)
         if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False), None
         if suffix in RENDERING_SUFFIXES:
             from PIL import Image
 
             with Image.open(path) as image:
-                return np.asarray(image)
+                return np.asarray(image), None
     except (OSError, ValueError, EOFError, SyntaxError) as exc:  # what the decoders raise on junk
         raise RasterReadError(path, f"{exc.__class__.__name__}: {exc}") from None
     raise RasterReadError(path, f"unsupported file type {suffix!r}")
+
+
+def declared_nodata(text: str | None, path: Path) -> float | None:
+    """GDAL writes a band's no-data value as text in TIFF tag 42113 (e.g. "0", "-9999", "nan")."""
+    if text is None:
+        return None
+    text = text.strip().strip("\x00").strip()
+    try:
+        return float(text)
+    except ValueError:
+        raise RasterReadError(path, f"its GDAL_NODATA tag {text!r} is not a number; set data.nodata") from None
 
 
 def channels_first(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -54,14 +72,15 @@ def channels_first(arr: np.ndarray, path: Path) -> np.ndarray:
     raise RasterReadError(path, f"cannot tell the band axis of shape {arr.shape}")
 
 
-def polarisations(bands: np.ndarray, kind: str, path: Path) -> list[np.ndarray]:
+def polarisations(bands: np.ndarray, kind: str, path: Path, nodata: float | None = None) -> list[np.ndarray]:
     """The file's polarisations, as views of its raw array: one (H, W) band each, or an (I, Q) pair
-    of bands for complex data stored as band pairs (`kind: complex`, or `auto` and any negative value)."""
+    of bands for complex data stored as band pairs (`kind: complex`, or `auto` and any negative
+    value that is not the no-data value)."""
     if np.iscomplexobj(bands):
         return list(bands)
     if not np.issubdtype(bands.dtype, np.number) or bands.dtype == np.bool_:
         raise RasterReadError(path, f"unsupported dtype {bands.dtype}")
-    has_negative = any(_has_negative(band) for band in bands)
+    has_negative = any(_has_negative(band, nodata) for band in bands)
     if kind == "complex" or (kind == "auto" and has_negative):
         if bands.shape[0] % 2:
             raise RasterReadError(
@@ -74,13 +93,32 @@ def polarisations(bands: np.ndarray, kind: str, path: Path) -> list[np.ndarray]:
     return list(bands)
 
 
-def _has_negative(band: np.ndarray) -> bool:
-    """A finite value below zero (NaN and infinities are no data, read as 0)."""
+def _has_negative(band: np.ndarray, nodata: float | None = None) -> bool:
+    """A finite value below zero that is not the no-data value (NaN and infinities are no data)."""
     if np.issubdtype(band.dtype, np.unsignedinteger):
         return False
-    if np.issubdtype(band.dtype, np.integer):
-        return bool((band < 0).any())
-    return bool(((band < 0) & (band != -np.inf)).any())
+    negative = band < 0
+    if np.issubdtype(band.dtype, np.floating):
+        negative &= band != -np.inf
+    if nodata is not None and nodata < 0:
+        negative &= band != nodata
+    return bool(negative.any())
+
+
+def no_data(pols: Sequence[np.ndarray], nodata: float | None) -> np.ndarray | None:
+    """(H, W) mask of the pixels without data in any of `pols` (see polarisations): non-finite in
+    any part, or equal to `nodata` in every part (I and Q both); None when every pixel has data."""
+    mask: np.ndarray | None = None
+    for pol in pols:
+        parts = list(pol) if pol.ndim == 3 else [pol]
+        missing = np.logical_and.reduce([part == nodata for part in parts]) if nodata is not None else None
+        for part in parts:
+            if part.dtype.kind in "fc":
+                bad = ~np.isfinite(part)
+                missing = bad if missing is None else missing | bad
+        if missing is not None:
+            mask = missing if mask is None else mask | missing
+    return mask if mask is not None and mask.any() else None
 
 
 def _physical(band: np.ndarray) -> np.ndarray:
@@ -99,17 +137,21 @@ def to_amplitude(pol: np.ndarray, kind: str) -> np.ndarray:
     return np.sqrt(values, out=values) if kind == "intensity" else values
 
 
-def normalise_band(band: np.ndarray, percentiles: list[float], out: np.ndarray) -> None:
+def normalise_band(band: np.ndarray, percentiles: list[float], out: np.ndarray,
+                   missing: np.ndarray | None = None) -> None:
     """Amplitude `band` (float64; overwritten) -> `out`: log-amplitude, clipped at the given
     percentiles, scaled to [0, 1]. In place, so a band of a large scene is held about twice
-    (itself and the copy np.percentile sorts), not once per step."""
+    (itself and the copy np.percentile sorts), not once per step. Pixels `missing` (no data) take
+    no part in the percentiles; what they get in `out` is for the caller to overwrite."""
     out[...] = 0.0
+    if missing is not None:
+        band[missing] = 0.0
     low = band.min(where=band > 0, initial=np.inf)
     if low == np.inf:  # nothing positive
         return
     # Zeros (no-data, or exact zeros in sigma0) take the smallest real value, not -inf.
     log_band = np.log(np.maximum(band, low, out=band), out=band)
-    lo, hi = np.percentile(log_band, percentiles)
+    lo, hi = np.percentile(log_band if missing is None else log_band[~missing], percentiles)
     if hi > lo:
         log_band -= lo
         log_band /= hi - lo
@@ -153,16 +195,21 @@ def read_rendering(arr: np.ndarray, path: Path) -> np.ndarray:
 
 
 def read_raster(path: str | Path, cfg: DataConfig) -> np.ndarray:
-    """One file -> (cfg.channels, H, W) float32 in [0, 1]."""
+    """One file -> (cfg.channels, H, W) float32 in [0, 1], NaN where a pixel has no data (see
+    DataConfig.nodata)."""
     path = Path(path)
-    arr = load_array(path)
+    arr, declared = load_array(path)
     if path.suffix.lower() in RENDERING_SUFFIXES:
         bands = read_rendering(arr, path)
         return select_bands(bands, cfg, path)
     # One polarisation at a time, only the chosen ones: a dual-pol scene of H x W uint16 pixels
     # (a Sentinel-1 GRD is ~25,000 x 16,700) is held as float64 one band at a time.
-    chosen = select_bands(polarisations(channels_first(arr, path), cfg.kind, path), cfg, path)
+    nodata = declared_nodata(declared, path) if cfg.nodata == "auto" else cfg.nodata
+    chosen = select_bands(polarisations(channels_first(arr, path), cfg.kind, path, nodata), cfg, path)
+    missing = no_data(chosen, nodata)
     out = np.empty((len(chosen), *chosen[0].shape[-2:]), dtype=np.float32)
     for i, pol in enumerate(chosen):
-        normalise_band(to_amplitude(pol, cfg.kind), cfg.clip_percentiles, out[i])
+        normalise_band(to_amplitude(pol, cfg.kind), cfg.clip_percentiles, out[i], missing)
+    if missing is not None:
+        out[:, missing] = np.nan
     return out
