@@ -143,7 +143,9 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
     sees every trial claimed before this one; what it raises rolls the claim back.
 
     Waiting trials (promoted configs, retries) come first. A quick study then creates new
-    trials until `budget` originals exist; a full study runs only what is waiting. Stale trials
+    trials until its budget of originals exists: the study's `budget` attr, which `sarsweep
+    init` updates when the campaign file's changes (so a running worker stops early or goes on),
+    else `budget`. A full study runs only what is waiting. Stale trials
     are reaped first, at most once per heartbeat interval (a pass is several queries, which
     short trials would pay at every claim) and always before saying the study is done.
     """
@@ -154,8 +156,9 @@ def claim_trial(study: optuna.Study, storage: RDBStorage, stage: str, budget: in
             if reaped:
                 reap_locked(study, conn)  # a dead peer's trial is failed and its retry queued before we count
                 _last_reap[key] = time.monotonic()
-            waiting, originals = claim_counts(rdb_of(storage), study._study_id, conn)
-            if not waiting and (stage == "full" or budget is None or originals >= budget):
+            waiting, originals, current = claim_counts(rdb_of(storage), study._study_id, conn)
+            limit = current if current is not None else budget  # the study's, as `init` last set it
+            if not waiting and (stage == "full" or limit is None or originals >= limit):
                 if not reaped:
                     reaped = True
                     continue

@@ -109,6 +109,38 @@ def test_worker_refuses_a_changed_campaign(pg_url: str, write_campaign, tmp_path
     assert len(trials_of(pg_url, "t.baseline.quick")) == 1
 
 
+def test_init_with_a_changed_budget_reaches_running_workers(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    """Lowering `quick.trials` and running `init` stops the running workers after their current
+    trial (a converged search, a GPU needed elsewhere); raising it lets them go on. Workers used
+    to keep the budget they started with."""
+    path = write_campaign(quick={"trials": 40})
+    init(path, pg_url, tmp_path)
+    worker = start_cli("worker", "--campaign", str(path), "--variant", "baseline", "--stage", "quick",
+                       "--storage", pg_url, "--artifacts", str(tmp_path / "art"), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(t.state == TrialState.COMPLETE for t in trials_of(pg_url, "t.baseline.quick")):
+            assert worker.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        init(write_campaign(quick={"trials": 2}), pg_url, tmp_path)
+        seen = len(trials_of(pg_url, "t.baseline.quick"))
+        out, err = worker.communicate(timeout=120)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, err
+    assert out.strip().splitlines()[-1].endswith("nothing left to run")
+    assert len(trials_of(pg_url, "t.baseline.quick")) <= max(2, seen + 1)  # not 40
+
+    from search.worker import claim_trial
+
+    storage = open_storage(pg_url)
+    study = optuna.load_study(study_name="t.baseline.quick", storage=storage)
+    ran = len(study.trials)
+    assert claim_trial(study, storage, "quick", 40) is None  # the study's budget, not the worker's own
+    init(write_campaign(quick={"trials": ran + 1}), pg_url, tmp_path)
+    assert claim_trial(study, storage, "quick", 2) is not None  # raised: one more
+
+
 def test_worker_before_init_is_told_to_init(pg_url: str, write_campaign, tmp_path: Path) -> None:
     done = run_cli("worker", "--campaign", str(write_campaign()), "--variant", "baseline", "--stage", "quick",
                    "--storage", pg_url, cwd=tmp_path)
