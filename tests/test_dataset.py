@@ -17,7 +17,7 @@ from training.data import load_data, nested_subset, prepare, split
 from training.data.patches import extract_patches
 from training.data.readers import read_raster
 from training.data.synthetic import reflectivity, speckled_scene
-from training.errors import DataError, RasterReadError
+from training.errors import ConfigError, DataError, RasterReadError
 from training.files import write_npy_rows
 
 
@@ -208,3 +208,28 @@ def test_npy_rows_are_a_valid_npy_whatever_the_count(tmp_path: Path) -> None:
     assert np.load(tmp_path / "empty.npy", mmap_mode="r").shape == (0, 2, 3)
     with pytest.raises(ValueError, match=r"chunk of shape \(1, 3, 2\), expected rows of \(2, 3\)"):
         write_npy_rows(tmp_path / "bad.npy", iter([np.zeros((1, 3, 2))]), (2, 3))
+
+
+def test_one_large_scene_is_split_by_tiles_with_no_pixel_in_both(tsx: Path) -> None:
+    """A single scene cannot be split by file. split: tiles holds out whole tiles; the windows
+    across a tile border (which would share pixels between train and validation) are dropped."""
+    scene = "entire_sar2sar_noisy.png"  # a real 1000 x 500 rendering
+    by_file = DataConfig(root=str(tsx), include=[scene], patch_size=32, stride=16)
+    with pytest.raises(DataError, match="got 1; to hold out parts of one large scene, set data.split: tiles"):
+        load_data(by_file)
+    cfg = DataConfig(root=str(tsx), include=[scene], patch_size=32, stride=16, split="tiles", tile_size=128)
+    prepared = prepare(cfg)
+    image = read_raster(tsx / scene, cfg)
+    assert image.shape == (1, 500, 1000)
+    tiles = [(top, left) for top in range(0, 500, 128) for left in range(0, 1000, 128)]
+    assert prepared.files == [f"{scene}@y{t}x{x}" for t, x in tiles]  # all 32 tiles hold patches
+    for group, (top, left) in enumerate(tiles):  # each tile's patches: its own windows, nothing else
+        mine = np.asarray(prepared.patches[prepared.patch_file == group])
+        np.testing.assert_array_equal(mine, extract_patches(image[:, top : top + 128, left : left + 128], 32, 16))
+    every = extract_patches(image, 32, 16)
+    assert len(every) - len(prepared.patches) > 0  # the windows across tile borders
+    data = split(prepared, cfg, 1.0)
+    assert not set(data.train_files) & set(data.val_files) and len(data.val_files) == round(0.2 * 32)
+    assert len(data.train) + len(data.val) == len(prepared.patches)
+    with pytest.raises(ConfigError, match=r"tile_size: must be at least patch_size 32, got 16"):
+        DataConfig(patch_size=32, split="tiles", tile_size=16)

@@ -66,7 +66,12 @@ class DataConfig:
     clip_percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
     """Per-image percentiles of log-amplitude mapped to 0 and 1 (values beyond are clipped)."""
     val_fraction: float = 0.2
-    """Share of source files held out for validation (the split is by file, never by patch)."""
+    """Share of source files (or tiles, see split) held out for validation (never split by patch)."""
+    split: Literal["files", "tiles"] = "files"
+    """What validation holds out: whole files, or, for one or a few large scenes, whole square
+    tiles of tile_size px (a patch across a tile border is dropped, so no pixel is in both)."""
+    tile_size: int = 1024
+    """With split: tiles, the side of a tile in pixels (at least patch_size)."""
     seed: int = 0
     """Seed of the train/val split and of the nested train subsets."""
     val_max_patches: int | None = None
@@ -94,6 +99,8 @@ class DataConfig:
             f"must be [low, high] with 0 <= low < high <= 100, got {lo_hi}",
         )
         require(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        require(self.tile_size >= self.patch_size, "tile_size",
+                f"must be at least patch_size {self.patch_size}, got {self.tile_size}")
         require(0.0 <= self.max_nodata < 1.0, "max_nodata", f"must be in [0, 1), got {self.max_nodata}")
         require(self.nodata is None or self.nodata == "auto" or math.isfinite(self.nodata), "nodata",
                 f"must be a finite number, auto or null, got {self.nodata} (NaN and infinities are always no-data)")

@@ -22,7 +22,7 @@ import torch
 
 from training.cache import cache_root, describe_data, in_use, making, read_patches
 from training.config import DataConfig, config_hash
-from training.data.patches import filled, patch_rows
+from training.data.patches import patch_rows, too_empty, within_tiles
 from training.data.readers import read_raster
 from training.data.synthetic import synthetic_dir
 from training.errors import DataError, RasterReadError
@@ -39,9 +39,10 @@ class PreparedData:
     patches: np.ndarray
     """(N, C, P, P) float32, usually a read-only memory map."""
     patch_file: np.ndarray
-    """(N,) index into `files` of each patch's source file."""
+    """(N,) index into `files` of each patch's source file (or tile)."""
     files: list[str]
-    """Source files, relative to the data root."""
+    """Source files with patches, relative to the data root; with split: tiles, their tiles
+    (`<file>@y<top>x<left>`): the groups validation is held out by."""
     skipped: list[str]
     """Files left out because they could not be read (on_error: skip)."""
     cache_path: Path | None = None
@@ -97,15 +98,15 @@ def _cache_relevant(cfg: DataConfig, root: Path, sources: list[Path]) -> dict[st
     return {
         "version": CACHE_VERSION, "root": str(root.resolve()), "files": stats,
         **{k: getattr(cfg, k) for k in ("kind", "channels", "band", "patch_size", "small_chips",
-                                        "clip_percentiles", "nodata", "max_nodata", "on_error")},
+                                        "clip_percentiles", "nodata", "max_nodata", "split", "tile_size",
+                                        "on_error")},
         "stride": cfg.effective_stride,
     }
 
 
-def _patches_by_file(cfg: DataConfig, root: Path, sources: list[Path], skipped: list[str],
-                     dropped: list[int]) -> Iterator[tuple[str, Iterator[np.ndarray]]]:
-    """(file, its rows of patches) for each source, one raster in memory at a time; unreadable
-    files go to `skipped` when on_error is skip, patches with too much no-data to dropped[0]."""
+def _images(cfg: DataConfig, root: Path, sources: list[Path], skipped: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(file, its normalised image) for each source, one raster in memory at a time; unreadable
+    files go to `skipped` when on_error is skip."""
     for path in sources:
         rel = path.relative_to(root).as_posix()
         try:
@@ -116,32 +117,66 @@ def _patches_by_file(cfg: DataConfig, root: Path, sources: list[Path], skipped: 
             log.warning("skipping %s", exc)
             skipped.append(rel)
             continue
-        rows = patch_rows(image, cfg.patch_size, cfg.effective_stride, cfg.small_chips)
-        yield rel, filled(rows, cfg.max_nodata, dropped) if np.isnan(image).any() else rows
+        yield rel, image
+
+
+class _Cutter:
+    """Cuts images into rows of the patches to keep, each with its group: the file, or with
+    `split: tiles` the tile of the file it lies in (named `<file>@y<top>x<left>`, in pixels).
+    Groups are numbered in the order their first patch comes."""
+
+    def __init__(self, cfg: DataConfig) -> None:
+        self.cfg = cfg
+        self.groups: dict[str, int] = {}
+        self.nodata_dropped = 0
+        self.across_tiles = 0
+
+    def rows(self, rel: str, image: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        cfg, gaps = self.cfg, bool(np.isnan(image).any())
+        for row in patch_rows(image, cfg.patch_size, cfg.effective_stride, cfg.small_chips):
+            keep = np.ones(len(row.lefts), bool)
+            if cfg.split == "tiles":
+                keep, column = within_tiles(row, cfg.patch_size, cfg.tile_size)
+                self.across_tiles += int((~keep).sum())
+                top = row.top // cfg.tile_size * cfg.tile_size
+                names = [f"{rel}@y{top}x{c * cfg.tile_size}" for c in column]
+            if gaps:
+                empty = too_empty(row.patches, cfg.max_nodata)
+                self.nodata_dropped += int((empty & keep).sum())
+                keep &= ~empty
+            if not keep.any():
+                continue
+            patches = row.patches if keep.all() else row.patches[keep]
+            if gaps:
+                np.nan_to_num(patches, copy=False, nan=0.0)
+            if cfg.split == "tiles":
+                owner = np.array([self._group(n) for n, k in zip(names, keep, strict=True) if k], np.int32)
+            else:
+                owner = np.full(len(patches), self._group(rel), np.int32)
+            yield patches, owner
+
+    def _group(self, name: str) -> int:
+        return self.groups.setdefault(name, len(self.groups))
 
 
 def _write_patches(cfg: DataConfig, root: Path, sources: list[Path], array_path: Path) -> dict[str, Any]:
     """Decode and cut every source straight into the cache's .npy; returns its index."""
-    files: list[str] = []
     skipped: list[str] = []
     owners: list[np.ndarray] = []
-    dropped = [0]
+    cutter = _Cutter(cfg)
 
     def chunks() -> Iterator[np.ndarray]:
-        for rel, rows in _patches_by_file(cfg, root, sources, skipped, dropped):
-            count = 0
-            for patches in rows:
-                count += len(patches)
+        # A file too small for one patch is in no group: it can be neither train nor val.
+        for rel, image in _images(cfg, root, sources, skipped):
+            for patches, owner in cutter.rows(rel, image):
+                owners.append(owner)
                 yield patches
-            if count:  # a file too small for one patch is not listed: it can be neither train nor val
-                owners.append(np.full(count, len(files), dtype=np.int32))
-                files.append(rel)
 
     row = (cfg.channels, cfg.patch_size, cfg.patch_size)
     atomic_write(array_path, lambda tmp: write_npy_rows(tmp, chunks(), row))
     owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
-    return {"files": files, "skipped": skipped, "patch_file": owner.tolist(), "sources": len(sources),
-            "nodata_dropped": dropped[0]}
+    return {"files": list(cutter.groups), "skipped": skipped, "patch_file": owner.tolist(), "sources": len(sources),
+            "nodata_dropped": cutter.nodata_dropped, "across_tiles": cutter.across_tiles}
 
 
 def prepare(cfg: DataConfig) -> PreparedData:
@@ -177,10 +212,14 @@ def _make_entry(cfg: DataConfig, root: Path, sources: list[Path], relevant: dict
     return np.load(array_path, mmap_mode="r"), index
 
 
-def split_files(n_files: int, val_fraction: float, seed: int) -> np.ndarray:
-    """Sorted indices of the files held out for validation (at least one, never all)."""
+def split_files(n_files: int, val_fraction: float, seed: int, by: str = "files") -> np.ndarray:
+    """Sorted indices of the files (or tiles) held out for validation (at least one, never all)."""
     if n_files < 2:
-        raise DataError(f"need at least 2 source files with patches to split train/val, got {n_files}")
+        if by == "tiles":
+            raise DataError(f"need at least 2 tiles with patches to split train/val, got {n_files}; "
+                            "lower data.tile_size")
+        raise DataError(f"need at least 2 source files with patches to split train/val, got {n_files}; "
+                        "to hold out parts of one large scene, set data.split: tiles")
     n_val = min(max(1, round(val_fraction * n_files)), n_files - 1)
     order = np.random.default_rng([seed, 0]).permutation(n_files)
     return np.sort(order[:n_val])
@@ -209,7 +248,7 @@ def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData
         read = "" if prepared.sources is None else f"{prepared.sources - len(skipped)} "  # none gave a patch
         raise DataError(f"no patch of {desc} could be cut: the {read}readable file(s) are all smaller than "
                         f"{cfg.patch_size} px; lower data.patch_size or set data.small_chips: pad")
-    val_files = split_files(len(prepared.files), cfg.val_fraction, cfg.seed)
+    val_files = split_files(len(prepared.files), cfg.val_fraction, cfg.seed, cfg.split)
     train_idx = np.flatnonzero(~np.isin(prepared.patch_file, val_files))
     chosen = train_idx[nested_subset(len(train_idx), fraction, cfg.seed)]
     if len(chosen) == 0:
@@ -229,7 +268,7 @@ def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData
 def validation_indices(prepared: PreparedData, cfg: DataConfig) -> np.ndarray:
     """Sorted indices of the validation patches: those of the held-out files, capped at
     `val_max_patches` by a fixed seeded subset."""
-    val_files = split_files(len(prepared.files), cfg.val_fraction, cfg.seed)
+    val_files = split_files(len(prepared.files), cfg.val_fraction, cfg.seed, cfg.split)
     val_idx = np.flatnonzero(np.isin(prepared.patch_file, val_files))
     if cfg.val_max_patches is not None and len(val_idx) > cfg.val_max_patches:
         val_idx = val_idx[nested_subset(len(val_idx), cfg.val_max_patches / len(val_idx), cfg.seed, 2)]

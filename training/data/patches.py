@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
 
-def patch_rows(image: np.ndarray, size: int, stride: int, small: str = "skip") -> Iterator[np.ndarray]:
-    """The `size`x`size` windows at `stride`, one row of windows at a time, each (n, C, size, size).
+@dataclass
+class Row:
+    """One row of windows of an image."""
+
+    top: int
+    lefts: np.ndarray
+    """(n,) left edge of each window."""
+    patches: np.ndarray
+    """(n, C, size, size), a new array (free to change in place)."""
+
+
+def patch_rows(image: np.ndarray, size: int, stride: int, small: str = "skip") -> Iterator[Row]:
+    """The `size`x`size` windows at `stride`, one row of windows at a time.
 
     A row at a time keeps a large scene cut at a small stride from holding all its overlapping
     windows (stride 4 on 32 px patches is 64 times the scene) in memory at once. An image smaller
@@ -22,26 +34,28 @@ def patch_rows(image: np.ndarray, size: int, stride: int, small: str = "skip") -
         c, h, w = image.shape
     if h < size or w < size:
         return
-    lefts = range(0, w - size + 1, stride)
+    lefts = np.arange(0, w - size + 1, stride)
     for top in range(0, h - size + 1, stride):
-        yield np.stack([image[:, top : top + size, x : x + size] for x in lefts])
+        yield Row(top, lefts, np.stack([image[:, top : top + size, x : x + size] for x in lefts]))
 
 
-def filled(rows: Iterator[np.ndarray], max_nodata: float, dropped: list[int]) -> Iterator[np.ndarray]:
-    """`rows` (see patch_rows) without the patches whose share of no-data pixels (NaN, the same in
-    every channel: see read_raster) is above `max_nodata`; in the rest no-data reads as 0. Counts
-    what it drops in dropped[0]."""
-    for row in rows:
-        gaps = np.isnan(row[:, 0]).mean(axis=(1, 2))
-        if gaps.any():
-            keep = gaps <= max_nodata
-            dropped[0] += int((~keep).sum())
-            row = np.nan_to_num(row[keep], copy=False, nan=0.0)
-        if len(row):
-            yield row
+def within_tiles(row: Row, size: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of the windows inside one `tile`x`tile` tile, the index of each one's tile column).
+
+    A window across a tile border would put the same pixels in two tiles, and so maybe in both
+    train and validation: it is left out. The tile row is row.top // tile for every window."""
+    column = row.lefts // tile
+    inside = ((row.lefts + size - 1) // tile == column) & ((row.top + size - 1) // tile == row.top // tile)
+    return inside, column
+
+
+def too_empty(patches: np.ndarray, max_nodata: float) -> np.ndarray:
+    """Mask of the patches whose share of no-data pixels (NaN, the same in every channel: see
+    read_raster) is above `max_nodata`."""
+    return np.isnan(patches[:, 0]).mean(axis=(1, 2)) > max_nodata
 
 
 def extract_patches(image: np.ndarray, size: int, stride: int, small: str = "skip") -> np.ndarray:
     """All windows of `patch_rows` as one (N, C, size, size) array."""
-    rows = list(patch_rows(image, size, stride, small))
+    rows = [r.patches for r in patch_rows(image, size, stride, small)]
     return np.concatenate(rows) if rows else np.empty((0, image.shape[0], size, size), dtype=image.dtype)
