@@ -195,7 +195,7 @@ def test_bad_no_data_settings_name_the_field(s1: Path, tmp_path: Path) -> None:
     from training.errors import ConfigError
 
     for data, message in (({"max_nodata": 1.0}, "data.max_nodata: must be in [0, 1), got 1.0"),
-                          ({"nodata": ".nan"}, "data.nodata: expected one of"),
+                          ({"nodata": ".nan"}, "data.nodata: expected one of float | 'auto' | null, got '.nan'"),
                           ({"nodata": float("inf")}, "data.nodata: must be a finite number, auto or null")):
         with pytest.raises(ConfigError, match=re.escape(message)):
             TrainConfig.from_dict({"data": data})

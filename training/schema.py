@@ -25,6 +25,11 @@ def require(ok: bool, field: str, message: str) -> None:
 
 
 def _type_name(tp: Any) -> str:
+    """As a YAML writer thinks of it: float, 'auto' (a Literal's values), null."""
+    if tp is type(None):
+        return "null"
+    if typing.get_origin(tp) is typing.Literal:
+        return " | ".join(map(repr, typing.get_args(tp)))
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 
