@@ -233,3 +233,4 @@ def test_one_large_scene_is_split_by_tiles_with_no_pixel_in_both(tsx: Path) -> N
     assert len(data.train) + len(data.val) == len(prepared.patches)
     with pytest.raises(ConfigError, match=r"tile_size: must be at least patch_size 32, got 16"):
         DataConfig(patch_size=32, split="tiles", tile_size=16)
+    assert DataConfig(patch_size=2048).tile_size == 1024  # unused by split: files, so not refused

@@ -99,7 +99,7 @@ class DataConfig:
             f"must be [low, high] with 0 <= low < high <= 100, got {lo_hi}",
         )
         require(0.0 < self.val_fraction < 1.0, "val_fraction", f"must be in (0, 1), got {self.val_fraction}")
-        require(self.tile_size >= self.patch_size, "tile_size",
+        require(self.split != "tiles" or self.tile_size >= self.patch_size, "tile_size",
                 f"must be at least patch_size {self.patch_size}, got {self.tile_size}")
         require(0.0 <= self.max_nodata < 1.0, "max_nodata", f"must be in [0, 1), got {self.max_nodata}")
         require(self.nodata is None or self.nodata == "auto" or math.isfinite(self.nodata), "nodata",
