@@ -3,6 +3,7 @@
     python bench/prepare_memory.py                                   # generated scenes, ~1 GB of patches
     python bench/prepare_memory.py --data ../shared/data/sar/terrasarx_deepdespeckling --include "*.png" --stride 4
     python bench/prepare_memory.py --grd 8000x6000 --patch 256 --stride 256   # one large dual-pol scene
+    python bench/prepare_memory.py --grd 8000x6000 --patch 256 --stride 256 --together 4
 
 Preparation decodes every raster, cuts its patches and writes them to the cache once; every
 later trial memory-maps the result. A node must be able to do the first step for the whole data
@@ -54,14 +55,22 @@ def child(args: argparse.Namespace) -> None:
                       "patches": len(prepared.patches), "files": len(prepared.files), "largest": largest}))
 
 
-def measure(args: argparse.Namespace, cache: Path) -> dict:
+def measure(args: argparse.Namespace, cache: Path, processes: int = 1) -> dict:
+    """One child's figures; with processes > 1, that many children started at once on the same
+    cold cache (the workers `launch` starts on a node): the slowest one's seconds and the sum of
+    their peak growths (what the node holds)."""
     command = [sys.executable, __file__, "--child", "--data", args.data, "--include", *args.include,
                "--patch", str(args.patch), "--stride", str(args.stride)]
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "SARSWEEP_CACHE": str(cache)},
-                          check=False)
-    if done.returncode != 0:
-        sys.exit(f"prepare_memory: the measured process failed:\n{done.stderr}")
-    return json.loads(done.stdout.splitlines()[-1])
+    env = {**os.environ, "SARSWEEP_CACHE": str(cache)}
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                for _ in range(processes)]
+    rows = []
+    for child_process in children:
+        out, err = child_process.communicate()
+        if child_process.returncode != 0:
+            sys.exit(f"prepare_memory: the measured process failed:\n{err}")
+        rows.append(json.loads(out.splitlines()[-1]))
+    return {**rows[0], "seconds": max(r["seconds"] for r in rows), "growth": sum(r["growth"] for r in rows)}
 
 
 def generated(scenes: int, size: int, work: Path) -> str:
@@ -97,6 +106,8 @@ def main() -> None:
     parser.add_argument("--grd", metavar="WxH", help="instead: one generated dual-pol uint16 GeoTIFF of this size")
     parser.add_argument("--patch", type=int, default=32)
     parser.add_argument("--stride", type=int, default=8)
+    parser.add_argument("--together", type=int, default=0, metavar="N",
+                        help="also start N processes at once on a cold cache (as launch starts a node's workers)")
     parser.add_argument("--smoke", action="store_true", help="a tiny run that proves the script works")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -116,6 +127,7 @@ def main() -> None:
         cache = work / "cache"
         cold = measure(args, cache)
         warm = measure(args, cache)  # the same cache: read back, as every later trial does
+        together = measure(args, work / "cache-together", args.together) if args.together > 1 else None
 
     import numpy
 
@@ -123,12 +135,15 @@ def main() -> None:
           f"{cold['files']} file(s) from {args.data} | patch {args.patch}, stride {args.stride} | "
           f"{cold['patches']:,} patches, {cold['bytes'] / 2**20:,.1f} MiB | "
           f"largest file {cold['largest'] / 2**20:,.1f} MiB")
-    print(f"{'case':<6} {'seconds':>8} {'peak growth MiB':>16} {'x array':>8} {'x largest file':>15}")
-    for name, row in (("cold", cold), ("warm", warm)):
-        print(f"{name:<6} {row['seconds']:>8.2f} {row['growth'] / 2**20:>16.1f} {row['growth'] / row['bytes']:>8.2f} "
+    print(f"{'case':<16} {'seconds':>8} {'peak growth MiB':>16} {'x array':>8} {'x largest file':>15}")
+    cases = [("cold", cold), ("warm", warm)] + ([(f"{args.together} cold at once", together)] if together else [])
+    for name, row in cases:
+        print(f"{name:<16} {row['seconds']:>8.2f} {row['growth'] / 2**20:>16.1f} {row['growth'] / row['bytes']:>8.2f} "
               f"{row['growth'] / row['largest']:>15.2f}")
     print(f"ratio peak growth / prepared array: cold {cold['growth'] / cold['bytes']:.2f}, "
-          f"warm {warm['growth'] / warm['bytes']:.2f}; / largest file: cold {cold['growth'] / cold['largest']:.2f}")
+          f"warm {warm['growth'] / warm['bytes']:.2f}; / largest file: cold {cold['growth'] / cold['largest']:.2f}"
+          + (f"; {args.together} at once / one cold: summed peak growth {together['growth'] / cold['growth']:.2f}, "
+             f"slowest seconds {together['seconds'] / cold['seconds']:.2f}" if together else ""))
 
 
 if __name__ == "__main__":

@@ -67,5 +67,7 @@ def test_prepare_memory_smoke() -> None:
     assert re.search(r"^# .* \| 64 patches, 0\.1 MiB \| largest file", out, re.M)  # 4 scenes of 64 px at 16 px, stride 16
     assert re.search(r"^ratio peak growth / prepared array: cold \d+\.\d\d, warm \d+\.\d\d; / largest file: "
                      r"cold \d+\.\d\d$", out, re.M)
-    grd = bench("bench/prepare_memory.py", "--smoke", "--grd", "8000x6000")  # smoke: a 96x64 scene instead
+    grd = bench("bench/prepare_memory.py", "--smoke", "--grd", "8000x6000", "--together", "2")  # smoke: 96x64
     assert re.search(r"^# .* 1 file\(s\) from .*/grd \| patch 16, stride 16 \| 24 patches", grd, re.M)
+    assert re.search(r"^2 cold at once\s+\d+\.\d\d\s", grd, re.M)
+    assert re.search(r"; 2 at once / one cold: summed peak growth \d+\.\d\d, slowest seconds \d+\.\d\d$", grd, re.M)
