@@ -155,3 +155,16 @@ def test_a_campaign_trial_is_found_through_storage_even_after_its_artifacts_move
         "$SARSWEEP_ARTIFACTS) to where it lies")
     assert main([*args, "--artifacts", str(tmp_path / "mounted")]) == 0
     assert capfd.readouterr().out.splitlines()[-1] == out[-1]
+
+
+def test_a_run_split_by_tiles_scores_held_out_rasters_whole_and_per_file(tsx: Path, tmp_path: Path) -> None:
+    """Validation by tiles drops windows across tile borders; held-out rasters are no split, so
+    `--data` scores every window, per file."""
+    data = {"root": str(tsx), "include": ["entire_sar2sar_noisy.png"], "patch_size": 32, "split": "tiles",
+            "tile_size": 128}
+    best = train(TrainConfig.from_dict(tiny_config_dict(tmp_path / "run", data=data)), progress=False).best_path
+    own = evaluate(best)
+    assert {f.file.split("@")[0] for f in own.files} == {"entire_sar2sar_noisy.png"} and len(own.files) >= 2
+    held = evaluate(best, data=str(tsx), include=["crop_noisy_test_image_data.png"], stride=16)
+    assert [f.file for f in held.files] == ["crop_noisy_test_image_data.png"]
+    assert held.patches == ((664 - 32) // 16 + 1) * ((760 - 32) // 16 + 1)  # every window of the 760 x 664 rendering

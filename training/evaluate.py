@@ -81,8 +81,8 @@ def eval_config(cfg: TrainConfig, data: str | None, include: list[str] | None,
     """The checkpoint's config with the evaluation data swapped in, validated like any config; an
     error names the option (a patch size the model cannot take: `--patch-size`)."""
     changes: dict[str, Any] = {}
-    if data is not None:
-        changes["root"] = data
+    if data is not None:  # held-out rasters are scored whole, per file, whatever held out its validation
+        changes.update(root=data, split="files")
     if include:
         changes["include"] = include
     if patch_size is not None:
