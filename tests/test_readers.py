@@ -203,3 +203,14 @@ def test_bad_no_data_settings_name_the_field(s1: Path, tmp_path: Path) -> None:
     with pytest.raises(RasterReadError, match="its GDAL_NODATA tag 'none' is not a number; set data.nodata"):
         read_raster(tmp_path / "odd.tif", cfg())
     assert read_raster(tmp_path / "odd.tif", cfg(nodata=None)).shape == (1, 185, 185)
+
+
+@pytest.mark.parametrize("compression", ["lzw", "zlib", "zstd", "packbits"])
+def test_compressed_geotiffs_read_as_the_uncompressed_file(s1: Path, tmp_path: Path, compression: str) -> None:
+    """GDAL users write LZW (or Deflate, ZSTD); without imagecodecs tifffile could not decode
+    LZW at all ("requires the 'imagecodecs' package")."""
+    raw = tifffile.imread(s1 / GRD_DUAL)
+    tifffile.imwrite(tmp_path / "c.tif", raw, compression=compression)
+    with tifffile.TiffFile(tmp_path / "c.tif") as tif:
+        assert tif.pages[0].compression.name != "NONE"
+    np.testing.assert_array_equal(read_raster(tmp_path / "c.tif", cfg(channels=2)), read_raster(s1 / GRD_DUAL, cfg(channels=2)))
