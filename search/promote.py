@@ -27,6 +27,8 @@ from models.errors import SarsweepError
 from search.campaign import CampaignConfig
 from search.studies import load_stage_study
 from storage import study_lock
+from storage.queries import heartbeat_ages
+from storage.rdb import heartbeat_of
 
 
 @dataclass
@@ -50,14 +52,22 @@ class QuickProgress:
     """Trials of the budget no worker has started yet."""
     finished: int
     """COMPLETE, PRUNED and FAIL trials."""
+    lost: int = 0
+    """Running trials past the grace period without a heartbeat: their worker is gone, and they
+    end only when a worker or `sarsweep reaper` retries them."""
 
     @property
     def left(self) -> int:
         return self.running + self.waiting + self.unclaimed
 
     def sentence(self) -> str:
-        parts = [f"{n} {what}" for n, what in ((self.running, "running"), (self.waiting, "waiting"),
-                                              (self.unclaimed, "not started")) if n]
+        running = f"{self.running} running"
+        if self.lost:
+            gone = (f"{self.lost} of them with their worker gone" if self.lost < self.running
+                    else "whose worker is gone")
+            running += f" {gone}, for a worker or `sarsweep reaper` to retry"
+        parts = [text for n, text in ((self.running, running), (self.waiting, f"{self.waiting} waiting"),
+                                      (self.unclaimed, f"{self.unclaimed} not started")) if n]
         return f"{', '.join(parts)}; {self.finished} finished"
 
 
@@ -100,6 +110,10 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
     full = load_stage_study(storage, campaign, variant, "full")
     progress = quick_progress(quick.get_trials(deepcopy=False), campaign.quick.trials)
     if progress.left and not partial:
+        if progress.running:
+            grace = heartbeat_of(storage)[1]
+            ages = heartbeat_ages(storage, quick._study_id).values()
+            progress.lost = sum(1 for age in ages if age is not None and age > grace)
         raise QuickUnfinished(variant, progress)
     picks = best_distinct(quick, top_k or campaign.full.top_k)
     results = []

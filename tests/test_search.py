@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 from conftest import REPO, on_a_small_disk, run_cli, start_cli, tiny_campaign_dict
 from optuna.trial import TrialState
@@ -230,6 +231,13 @@ def test_promote_partial_takes_the_trials_finished_so_far(pg_url: str, write_cam
     running = storage.get_trial(storage.create_new_trial(study._study_id))  # a trial a worker runs now
     early = run_cli("promote", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
     assert early.returncode == 1 and "(1 running; 3 finished); not promoted" in early.stdout
+    storage.record_heartbeat(running._trial_id)  # ... and whose worker died an hour ago
+    with storage.engine.begin() as conn:
+        conn.execute(sqlalchemy.text("UPDATE trial_heartbeats SET heartbeat = heartbeat - interval '1 hour'"))
+    lost = run_cli("promote", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+    assert lost.returncode == 1 and lost.stdout.strip() == (
+        "baseline: quick stage not finished (1 running whose worker is gone, for a worker or `sarsweep reaper` "
+        "to retry; 3 finished); not promoted")
     done = run_cli("promote", "--campaign", str(path), "--storage", pg_url, "--partial", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(" enqueued in t.baseline.full") == 2
