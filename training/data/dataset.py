@@ -138,8 +138,6 @@ class _Cutter:
             if cfg.split == "tiles":
                 keep, column = within_tiles(row, cfg.patch_size, cfg.tile_size)
                 self.across_tiles += int((~keep).sum())
-                top = row.top // cfg.tile_size * cfg.tile_size
-                names = [f"{rel}@y{top}x{c * cfg.tile_size}" for c in column]
             if gaps:
                 empty = too_empty(row.patches, cfg.max_nodata)
                 self.nodata_dropped += int((empty & keep).sum())
@@ -149,8 +147,11 @@ class _Cutter:
             patches = row.patches if keep.all() else row.patches[keep]
             if gaps:
                 np.nan_to_num(patches, copy=False, nan=0.0)
-            if cfg.split == "tiles":
-                owner = np.array([self._group(n) for n, k in zip(names, keep, strict=True) if k], np.int32)
+            if cfg.split == "tiles":  # a name per tile in the row, not per window
+                tile, top = cfg.tile_size, row.top // cfg.tile_size * cfg.tile_size
+                columns, where = np.unique(column[keep], return_inverse=True)
+                ids = np.array([self._group(f"{rel}@y{top}x{c * tile}") for c in columns], np.int32)
+                owner = ids[where]
             else:
                 owner = np.full(len(patches), self._group(rel), np.int32)
             yield patches, owner
