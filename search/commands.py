@@ -25,6 +25,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.errors import SarsweepError
     from training.checkpoint import earlier_run
     from training.config import load_train_config
+    from training.data import describe_split, load_data
+    from training.inference import resolve_device
     from training.trainer import train
 
     changes = [(f"--set {item}", *_setting(item)) for item in args.set]
@@ -50,8 +52,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     print(f"training {cfg.variant} (base_channels={cfg.base_channels}) for {cfg.epochs} epoch(s) "
           f"on {cfg.data.root or 'synthetic SAR scenes'}, fraction {cfg.fraction}", flush=True)
+    resolve_device(cfg.device)  # a device this machine lacks is an error before the data is prepared
+    data = load_data(cfg.data, cfg.fraction)
+    print(describe_split(data, cfg.data, cfg.fraction), flush=True)
     try:
-        result = train(cfg, on_epoch_end=report, resume=args.resume)
+        result = train(cfg, on_epoch_end=report, resume=args.resume, data=data)
     except KeyboardInterrupt:
         # train() has finished writing last.pt before it lets this through. Before this run's first
         # epoch, with --overwrite, the folder's last.pt is the earlier run's: say nothing then.
@@ -182,8 +187,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     # The name `sarsweep status` shows beside this worker's running trials.
     print(f"worker {worker_name()} on {campaign.study_name(args.variant, args.stage)}", flush=True)
+    def data_line(data) -> None:  # type: ignore[no-untyped-def]
+        from training.data import describe_split
+
+        print(describe_split(data, campaign.train.data, campaign.stage(args.stage).fraction), flush=True)
+
     summary = run_worker(storage, campaign, args.variant, args.stage, artifacts_root(args.artifacts),
-                         device=args.device, worker_index=args.worker_index, on_trial=report)
+                         device=args.device, worker_index=args.worker_index, on_trial=report, on_data=data_line)
     print(summary.line(), flush=True)
     return 0
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -46,6 +47,9 @@ from storage.rdb import heartbeat_of
 from training.config import TrainConfig
 from training.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
 from training.files import ensure_free, ensure_writable
+
+if TYPE_CHECKING:
+    from training.data import SplitData  # imports torch, which work() does not need
 
 log = logging.getLogger("sarsweep.worker")
 
@@ -274,8 +278,10 @@ def run_worker(
     storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str, artifacts: Path,
     device: str | None = None, worker_index: int | None = None, progress: bool | None = None,
     create_study: bool = False, on_trial: Callable[[Trial, TrialState], None] | None = None,
+    on_data: Callable[[SplitData], None] | None = None,
 ) -> WorkerSummary:
-    """Run trials of (variant, stage) until the study is done or a signal stops the worker."""
+    """Run trials of (variant, stage) until the study is done or a signal stops the worker.
+    `on_data` is shown the stage's data once it is prepared."""
     # Deferred: the training stack (torch) is not needed by work() itself (search/loadtest.py).
     from search.objective import TrialContext, run_trial
     from training.data import load_data
@@ -286,6 +292,8 @@ def run_worker(
     budget = campaign.quick.trials if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
+    if on_data is not None:
+        on_data(data)
     need = largest_of(campaign, variant)
 
     def check_disk() -> None:

@@ -21,6 +21,8 @@ def test_train_prints_progress_and_one_summary_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/2", "2/2"]
+    # 6 generated 32 px scenes, 4 patches of 16 px each; one scene validates (val_fraction 0.2)
+    assert lines[1] == "data: 20 training patches from 5 files, 4 validation patches from 1 file"
     last = lines[-1]
     assert last.startswith("val PSNR ") and " dB, SSIM 0." in last
     assert "parameters" in last and last.endswith(f"checkpoint {tmp_path / 'out' / 'best.pt'}")

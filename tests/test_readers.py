@@ -151,7 +151,7 @@ def _bordered(chip: np.ndarray, top: int, left: int, size: tuple[int, int], fill
 def test_a_no_data_border_is_left_out_of_the_normalisation_and_its_patches_dropped(s1: Path, tmp_path: Path) -> None:
     """A GRD scene's edge is zero-filled and tagged GDAL_NODATA=0. Counted as data, the border
     pulled the 1st percentile down to the smallest value and squeezed the real pixels' range."""
-    from training.data import prepare, split
+    from training.data import describe_split, load_data, prepare, split
     from training.errors import DataError
 
     chip = tifffile.imread(s1 / BIG_GRD)  # 185 x 185 x [VH, VV] DN, no zeros of its own
@@ -178,6 +178,11 @@ def test_a_no_data_border_is_left_out_of_the_normalisation_and_its_patches_dropp
     with pytest.raises(DataError, match=re.escape("no patch of patch_size 256, stride 64 has data: all 2 were more "
                                                   "than 10% no-data pixels (data.max_nodata; data.nodata is 'auto')")):
         split(prepare(whole), whole, 1.0)
+    shutil.copy(scenes / "edge.tif", scenes / "edge2.tif")  # two scenes: one to train, one to validate on
+    both = cfg(root=str(scenes), include=["*.tif"], patch_size=32, stride=32)
+    assert describe_split(load_data(both), both, 1.0) == (
+        f"data: {len(kept)} training patches from 1 file, {len(kept)} validation patches from 1 file; "
+        f"{2 * (80 - len(kept))} patches left out as more than 10% no-data")
 
 
 def test_nan_is_no_data_and_a_set_value_too(s1: Path, tmp_path: Path) -> None:
