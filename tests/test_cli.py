@@ -235,7 +235,8 @@ def test_a_disk_too_small_for_the_checkpoints_is_refused_before_training(tmp_pat
     assert re.fullmatch(rf"sarsweep: error: cannot write {re.escape(str(disk / 'out'))}: "
                         r"\d+\.\d KiB free, its checkpoints need up to \d+\.\d MiB\n", done.stderr), done.stderr
     assert not any(line.startswith("epoch ") for line in done.stdout.splitlines())  # not one epoch spent
-    assert done.stdout.strip().splitlines()[-1].startswith("training residual")  # `ls -A`: nothing left in out
+    lines = done.stdout.strip().splitlines()  # `ls -A` printed nothing: nothing left in out
+    assert lines[-2].startswith("training residual") and lines[-1].startswith("data: 20 training patches")
 
 
 def test_a_disk_that_fills_during_a_checkpoint_write_names_the_reason(tmp_path: Path) -> None:
