@@ -13,7 +13,7 @@ import pytest
 
 import training.data.dataset as dataset
 from training.config import DataConfig, SyntheticConfig
-from training.data import load_data, nested_subset, prepare, split
+from training.data import describe_split, load_data, nested_subset, prepare, split
 from training.data.patches import extract_patches
 from training.data.readers import read_raster
 from training.data.synthetic import reflectivity, speckled_scene
@@ -230,6 +230,9 @@ def test_one_large_scene_is_split_by_tiles_with_no_pixel_in_both(tsx: Path) -> N
     assert len(every) - len(prepared.patches) > 0  # the windows across tile borders
     data = split(prepared, cfg, 1.0)
     assert not set(data.train_files) & set(data.val_files) and len(data.val_files) == round(0.2 * 32)
+    assert describe_split(data, cfg, 1.0) == (
+        f"data: {len(data.train):,} training patches from 26 tiles, {len(data.val):,} validation patches from "
+        f"6 tiles; {len(every) - len(prepared.patches):,} across tile borders left out")
     assert len(data.train) + len(data.val) == len(prepared.patches)
     with pytest.raises(ConfigError, match=r"tile_size: must be at least patch_size 32, got 16"):
         DataConfig(patch_size=32, split="tiles", tile_size=16)

@@ -50,6 +50,8 @@ class PreparedData:
     """Files the include globs matched (None: a cache entry written before this was recorded)."""
     nodata_dropped: int = 0
     """Patches left out for more no-data pixels than data.max_nodata."""
+    across_tiles: int = 0
+    """Windows left out for crossing a tile border (split: tiles)."""
 
 
 @dataclass
@@ -64,6 +66,8 @@ class SplitData:
     """Train-split patches before the fraction was taken."""
     nodata_dropped: int = 0
     """Patches left out for more no-data pixels than data.max_nodata (both splits)."""
+    across_tiles: int = 0
+    """Windows left out for crossing a tile border (split: tiles)."""
     _resident: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False, compare=False)
 
@@ -202,7 +206,8 @@ def prepare(cfg: DataConfig) -> PreparedData:
                     cached = _make_entry(cfg, root, sources, relevant, directory, key)
         patches, index = cached
         return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"], index["skipped"],
-                            array_path, index.get("sources"), index.get("nodata_dropped", 0))
+                            array_path, index.get("sources"), index.get("nodata_dropped", 0),
+                            index.get("across_tiles", 0))
 
 
 def _make_entry(cfg: DataConfig, root: Path, sources: list[Path], relevant: dict[str, Any], directory: Path,
@@ -266,6 +271,7 @@ def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData
         val_files=[prepared.files[i] for i in val_files],
         total_train_patches=len(train_idx),
         nodata_dropped=prepared.nodata_dropped,
+        across_tiles=prepared.across_tiles,
     )
 
 
@@ -281,6 +287,8 @@ def describe_split(data: SplitData, cfg: DataConfig, fraction: float) -> str:
             f"{len(data.val):,} validation patches from {groups(len(data.val_files))}")
     if data.nodata_dropped:
         line += f"; {data.nodata_dropped:,} patches left out as more than {cfg.max_nodata:.0%} no-data"
+    if data.across_tiles:
+        line += f"; {data.across_tiles:,} across tile borders left out"
     return line
 
 
