@@ -186,6 +186,24 @@ def test_an_entry_from_before_entries_described_themselves_is_listed(
     assert f"{len(prepared.patches):,} patches of 32 px from 4 file(s) (no record of where)" in capfd.readouterr().out
 
 
+def test_entries_say_their_settings_and_when_no_sarsweep_reads_them_again(
+        cache: Path, tsx: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """Two entries of one folder used to look the same in the listing: one prepared by an older
+    sarsweep (its key no longer matches), or one cut by tiles or with a no-data value."""
+    old = prepare(DataConfig(root=str(tsx), include=["*.png"], patch_size=32))
+    index_path = old.cache_path.with_suffix(".json")
+    index = json.loads(index_path.read_text())
+    index["data"]["version"] = 1
+    index_path.write_text(json.dumps(index))
+    tiled = prepare(DataConfig(root=str(tsx), include=["*.png"], patch_size=32, split="tiles", tile_size=256,
+                               nodata=0))
+    capfd.readouterr()
+    assert main(["cache", "list"]) == 0
+    lines = {line.split()[1]: line for line in capfd.readouterr().out.splitlines()[2:]}
+    assert lines[old.cache_path.stem].endswith("from 4 file(s) (prepared by an older sarsweep: never read again)")
+    assert lines[tiled.cache_path.stem].endswith("from 4 file(s), tiles of 256 px, nodata 0")
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["prune", "--older-than", "3x"], "argument --older-than: expected an age like 30d, 12h or 90m, got '3x'"),
     (["prune", "--max-size=-5G"], "argument --max-size: must not be negative, got -5G"),

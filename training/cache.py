@@ -41,6 +41,8 @@ from training.errors import OutputError
 from training.files import human_bytes, os_reason
 
 LOCK_NAME = ".lock"
+CACHE_VERSION = 2
+"""Of how data is prepared, part of every entry's key (2: no-data pixels out of the percentiles)."""
 LOCKS = "locks"
 
 
@@ -163,6 +165,12 @@ def _patch_entry(index_path: Path) -> Entry:
             root = f"generated scenes {Path(root).name}"
         what = (f"{root}: {meta['patches']:,} patches of {meta['patch_size']} px, stride {meta['stride']}, "
                 f"kind {meta['kind']}, from {meta['files']} file(s)")
+        if meta.get("split") == "tiles":
+            what += f", tiles of {meta['tile_size']} px"
+        if meta.get("nodata") not in (None, "auto"):
+            what += f", nodata {meta['nodata']:g}"
+        if meta.get("version") != CACHE_VERSION:  # no key of this sarsweep matches it: it only ages
+            what += " (prepared by an older sarsweep: never read again)"
     else:  # written by sarsweep before entries described themselves
         shape = np.load(array_path, mmap_mode="r").shape
         what = f"{shape[0]:,} patches of {shape[-1]} px from {len(index['files'])} file(s) (no record of where)"

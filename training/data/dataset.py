@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.cache import cache_root, describe_data, in_use, making, read_patches
+from training.cache import CACHE_VERSION, cache_root, describe_data, in_use, making, read_patches
 from training.config import DataConfig, config_hash
 from training.data.patches import patch_rows, too_empty, within_tiles
 from training.data.readers import read_raster
@@ -29,7 +29,6 @@ from training.errors import DataError, RasterReadError
 from training.files import atomic_write, require_dir, write_npy_rows
 
 log = logging.getLogger("sarsweep.data")
-CACHE_VERSION = 2  # 2: no-data pixels (NaN, GDAL_NODATA) out of the percentiles
 
 
 @dataclass
