@@ -25,9 +25,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.errors import SarsweepError
 from search.campaign import CampaignConfig
-from search.studies import load_stage_study
+from search.studies import StageProgress, load_stage_study, stage_progress
 from storage import study_lock
-from storage.queries import heartbeat_ages
+from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of
 
 
@@ -41,50 +41,12 @@ class Promotion:
     """False when an earlier promote had already enqueued this config."""
 
 
-@dataclass
-class QuickProgress:
-    """What a quick stage has still to run."""
-
-    running: int
-    waiting: int
-    """Queued: retries of failed or lost trials, and enqueued configs."""
-    unclaimed: int
-    """Trials of the budget no worker has started yet."""
-    finished: int
-    """COMPLETE, PRUNED and FAIL trials."""
-    lost: int = 0
-    """Running trials past the grace period without a heartbeat: their worker is gone, and they
-    end only when a worker or `sarsweep reaper` retries them."""
-
-    @property
-    def left(self) -> int:
-        return self.running + self.waiting + self.unclaimed
-
-    def sentence(self) -> str:
-        running = f"{self.running} running"
-        if self.lost:
-            gone = (f"{self.lost} of them with their worker gone" if self.lost < self.running
-                    else "whose worker is gone")
-            running += f" {gone}, for a worker or `sarsweep reaper` to retry"
-        parts = [text for n, text in ((self.running, running), (self.waiting, f"{self.waiting} waiting"),
-                                      (self.unclaimed, f"{self.unclaimed} not started")) if n]
-        return f"{', '.join(parts)}; {self.finished} finished"
-
-
 class QuickUnfinished(SarsweepError):
     """The quick stage still has trials to run, and a partial promotion was not asked for."""
 
-    def __init__(self, variant: str, progress: QuickProgress) -> None:
+    def __init__(self, variant: str, progress: StageProgress) -> None:
         self.variant, self.progress = variant, progress
         super().__init__(f"{variant}: quick stage not finished ({progress.sentence()})")
-
-
-def quick_progress(trials: list[FrozenTrial], budget: int) -> QuickProgress:
-    """A RUNNING trial counts as running even when its worker died: the reaper retries it."""
-    count = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
-    originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
-    return QuickProgress(count[TrialState.RUNNING], count[TrialState.WAITING], max(0, budget - originals),
-                         count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.FAIL])
 
 
 def best_distinct(study: optuna.Study, k: int) -> list[FrozenTrial]:
@@ -108,12 +70,12 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
     unless `partial`."""
     quick = load_stage_study(storage, campaign, variant, "quick")
     full = load_stage_study(storage, campaign, variant, "full")
-    progress = quick_progress(quick.get_trials(deepcopy=False), campaign.quick.trials)
+    progress = stage_progress(quick.get_trials(deepcopy=False), campaign.quick.trials)
     if progress.left and not partial:
         if progress.running:
             grace = heartbeat_of(storage)[1]
             ages = heartbeat_ages(storage, quick._study_id).values()
-            progress.lost = sum(1 for age in ages if age is not None and age > grace)
+            progress.lost = sum(1 for age in ages if is_stale(age, grace))
         raise QuickUnfinished(variant, progress)
     picks = best_distinct(quick, top_k or campaign.full.top_k)
     results = []

@@ -15,8 +15,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import STAGES, CampaignConfig
-from search.studies import StudyError, best_complete, load_stage_study
-from storage.queries import heartbeat_ages
+from search.studies import StudyError, best_complete, load_stage_study, stage_progress
+from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of
 
 STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
@@ -37,9 +37,7 @@ class RunningTrial:
     """Its epochs' mean wall time so far (training and validation), None before its first."""
 
     def stale(self, grace_period: float) -> bool:
-        """Past the grace period without a heartbeat: its worker is gone, the reaper retries it
-        (a trial with no heartbeat row at all is never reaped, so it is not stale)."""
-        return self.beat_age is not None and self.beat_age > grace_period
+        return is_stale(self.beat_age, grace_period)
 
 
 @dataclass
@@ -81,10 +79,8 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
                 None if started is None else max(0.0, (now - started).total_seconds()), ages.get(t._trial_id),
                 _mean([e.get("seconds") for e in epochs]),
             ))
-    to_start = counts["WAITING"]
-    if stage == "quick":
-        originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
-        to_start += max(0, campaign.quick.trials - originals)
+    progress = stage_progress(trials, campaign.quick.trials if stage == "quick" else None)
+    to_start = progress.waiting + progress.unclaimed
     status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs,
                             heartbeat_of(storage)[1])
     return status

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import typing
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -32,6 +33,47 @@ def best_complete(trials: list[FrozenTrial]) -> FrozenTrial | None:
     """The COMPLETE trial with the highest value (the lowest number among equals), or None."""
     done = [t for t in trials if t.state == TrialState.COMPLETE]
     return max(done, key=lambda t: (float(t.value), -t.number)) if done else None  # type: ignore[arg-type]
+
+
+@dataclass
+class StageProgress:
+    """What a stage has still to run (see stage_progress)."""
+
+    running: int
+    waiting: int
+    """Queued: retries of failed or lost trials, and enqueued configs."""
+    unclaimed: int
+    """Trials of a quick stage's budget no worker has started yet (0 for a full stage)."""
+    finished: int
+    """COMPLETE, PRUNED and FAIL trials."""
+    lost: int = 0
+    """Running trials past the grace period without a heartbeat: their worker is gone, and they
+    end only when a worker or `sarsweep reaper` retries them."""
+
+    @property
+    def left(self) -> int:
+        return self.running + self.waiting + self.unclaimed
+
+    def sentence(self) -> str:
+        running = f"{self.running} running"
+        if self.lost:
+            gone = (f"{self.lost} of them with their worker gone" if self.lost < self.running
+                    else "whose worker is gone")
+            running += f" {gone}, for a worker or `sarsweep reaper` to retry"
+        parts = [text for n, text in ((self.running, running), (self.waiting, f"{self.waiting} waiting"),
+                                      (self.unclaimed, f"{self.unclaimed} not started")) if n]
+        return f"{', '.join(parts)}; {self.finished} finished"
+
+
+def stage_progress(trials: list[FrozenTrial], budget: int | None) -> StageProgress:
+    """Counted from a stage's trials; `budget` is a quick stage's (None for a full stage, which runs
+    only what waits). Originals are trials that are no retry, as the claim counts them. A RUNNING
+    trial counts as running even when its worker died: the reaper retries it."""
+    count = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
+    originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
+    return StageProgress(count[TrialState.RUNNING], count[TrialState.WAITING],
+                         0 if budget is None else max(0, budget - originals),
+                         count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.FAIL])
 
 
 def derived_seed(*parts: object) -> int:

@@ -64,6 +64,12 @@ def heartbeat_ages(storage: RDBStorage, study_id: int) -> dict[int, float | None
     return {tid: None if beat is None else max(0.0, (now - beat).total_seconds()) for tid, beat in rows}
 
 
+def is_stale(beat_age: float | None, grace_period: float) -> bool:
+    """A RUNNING trial past the grace period without a heartbeat: its worker is gone, and the
+    reaper retries it. One with no heartbeat row at all (age None) is never reaped, so not stale."""
+    return beat_age is not None and beat_age > grace_period
+
+
 def one_row(engine: Engine, query: Any, conn: Connection | None = None) -> Any:
     """A query's one row, on `conn` when given (the study lock's: a lock holder must not take a
     second pooled connection, see reap_allowed), else on a connection of its own."""
