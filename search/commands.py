@@ -25,8 +25,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from models.errors import SarsweepError
     from training.checkpoint import earlier_run
     from training.config import load_train_config
-    from training.data import describe_split, load_data
-    from training.inference import resolve_device
+    from training.data import describe_split
     from training.trainer import train
 
     changes = [(f"--set {item}", *_setting(item)) for item in args.set]
@@ -52,11 +51,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     print(f"training {cfg.variant} (base_channels={cfg.base_channels}) for {cfg.epochs} epoch(s) "
           f"on {cfg.data.root or 'synthetic SAR scenes'}, fraction {cfg.fraction}", flush=True)
-    resolve_device(cfg.device)  # a device this machine lacks is an error before the data is prepared
-    data = load_data(cfg.data, cfg.fraction)
-    print(describe_split(data, cfg.data, cfg.fraction), flush=True)
+    def data_line(data) -> None:  # type: ignore[no-untyped-def]
+        print(describe_split(data, cfg.data, cfg.fraction), flush=True)
+
     try:
-        result = train(cfg, on_epoch_end=report, resume=args.resume, data=data)
+        result = train(cfg, on_epoch_end=report, resume=args.resume, on_data=data_line)
     except KeyboardInterrupt:
         # train() has finished writing last.pt before it lets this through. Before this run's first
         # epoch, with --overwrite, the folder's last.pt is the earlier run's: say nothing then.

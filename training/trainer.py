@@ -314,18 +314,22 @@ def train(
     progress: bool | None = None,
     data: SplitData | None = None,
     on_epoch_written: EpochCallback | None = None,
+    on_data: Callable[[SplitData], None] | None = None,
 ) -> TrainResult:
     """Train `cfg` to its last epoch and return the best validation metrics.
 
     resume: True continues from `out_dir/last.pt` when it exists, a path continues from that
     file (which must exist). progress: None shows a bar only on a terminal. on_epoch_written:
     called on the background writer once that epoch's checkpoint and preview files exist
-    (uploads go there); all of them have run by the time `train` returns or raises.
+    (uploads go there); all of them have run by the time `train` returns or raises. on_data: shown
+    the data once it is prepared, before anything is written.
     """
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
     resolve_device(cfg.device)  # a device this machine lacks is an error before minutes of data preparation
     data = data if data is not None else load_data(cfg.data, cfg.fraction)  # a data error writes nothing
+    if on_data is not None:
+        on_data(data)
     # Now, not at the first checkpoint an epoch later. A resumed run's own files are space it has.
     ensure_writable(out_dir)
     ensure_free(out_dir, checkpoint_bytes(cfg.variant, cfg.model_kwargs) - held_bytes(out_dir), "its checkpoints")
