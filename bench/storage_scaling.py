@@ -3,8 +3,8 @@
     python bench/storage_scaling.py [--workers 1 2 4 8 16 32 64] [--per-worker 8] [--repeats 3] [--sleep-check]
     python bench/storage_scaling.py --smoke      # seconds; what CI runs
 
-Starts its own throwaway PostgreSQL cluster (max_connections=100; storage/cluster.py), and for
-each worker count N runs N processes of `python -m search.loadtest` on a fresh database: the
+Starts its own throwaway PostgreSQL cluster (max_connections=100; tests/support/cluster.py), and
+for each worker count N runs N processes of tests/support/loadtest.py on a fresh database: the
 sarsweep mode (exact shared budget, study lock, heartbeat and reaper threads, one pooled
 connection) and the stock mode (`study.optimize(n_trials=per_worker)` on `RDBStorage(url)`), and
 stock+hb: the same with Optuna's own heartbeat on (interval 30 s, grace 120 s), the liveness
@@ -33,14 +33,16 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from storage.cluster import Cluster, PeakConnections
-
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the throwaway cluster and the load test are test support
+
+from support import LOADTEST  # noqa: E402
+from support.cluster import Cluster, PeakConnections  # noqa: E402
 
 
 def run_mode(url: str, mode: str, workers: int, per_worker: int, sleep: float) -> tuple[float, int, int]:
     """(trials/s, completed, processes that failed)."""
-    base = [sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s"]
+    base = [sys.executable, str(LOADTEST), "--storage", url, "--study", "s"]
     subprocess.run([*base, "--create"], cwd=REPO, check=True, capture_output=True)
     extra = {"stock": ["--stock", str(per_worker)],
              "stock+hb": ["--stock", str(per_worker), "--stock-heartbeat"],

@@ -1,7 +1,7 @@
 """SAR autoencoder variants and their registry: `create_model(name, **kw)`, `list_models()`.
 
 The torch-backed names load on first use (PEP 562), so `models.errors`, the root of every
-sarsweep error, can be imported by torch-free tools (search/loadtest.py starts 64 processes)
+sarsweep error, can be imported by torch-free tools (tests/support/loadtest.py starts 64 processes)
 without paying torch's import.
 """
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from models.errors import ConfigError
 from training.config import TrainConfig, config_hash, read_yaml
-from training.errors import ConfigError
 from training.schema import build, require, to_plain
 
 STAGES = ("quick", "full")

@@ -16,15 +16,16 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import Trial, TrialState
 
+from models.errors import ConfigError, StudyError
 from search.campaign import STAGES, CampaignConfig
 from search.export import export_trial
 from search.promote import promote
 from search.report import held_out_lines, summary_line, write_report
 from search.status import campaign_status, render
-from search.studies import StudyError, ensure_study
+from search.studies import ensure_study
 from search.worker import run_worker
+from storage.trials import frozen
 from training.config import TrainConfig
-from training.errors import ConfigError
 from training.schema import build
 
 
@@ -44,8 +45,8 @@ def demo_campaign(trials: int | None = None, epochs: int | None = None) -> Campa
 
 
 def _report(trial: Trial, state: TrialState) -> None:
-    frozen = trial.study._storage.get_trial(trial._trial_id)
-    value = f"{frozen.value:.2f} dB" if frozen.value is not None else frozen.user_attrs.get("fail_reason", "")
+    done = frozen(trial.study, trial)
+    value = f"{done.value:.2f} dB" if done.value is not None else done.user_attrs.get("fail_reason", "")
     print(f"  trial {trial.number:>2} {state.name.lower():<8} {value}", flush=True)
 
 

@@ -13,11 +13,12 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from models.errors import CheckpointError, StudyError
 from search.campaign import CampaignConfig
-from search.studies import StudyError, best_complete, load_stage_study
+from search.studies import best_complete, load_stage_study
 from storage import trial_dir
+from storage.trials import original_number
 from training.config import TrainConfig, dump_yaml
-from training.errors import CheckpointError
 from training.files import atomic_write
 
 
@@ -54,7 +55,7 @@ def trial_checkpoint(campaign: CampaignConfig, variant: str, stage: str, trial: 
     recorded = Path(trial.user_attrs.get("checkpoint", ""))
     if recorded.is_file():
         return recorded
-    number = int(trial.system_attrs.get("failed_trial", trial.number))  # a retry writes to its original's folder
+    number = original_number(trial)  # a retry writes to its original's folder
     local = trial_dir(root, campaign.name, variant, stage, number) / "best.pt"
     if local.is_file():
         return local

@@ -21,18 +21,19 @@ import optuna
 from optuna.artifacts import upload_artifact
 from optuna.trial import Trial
 
+from models.errors import OutputError
 from search.campaign import CampaignConfig
 from search.studies import derived_seed, sample_params
 from storage import trial_dir
+from storage.trials import frozen, original_number
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import SplitData
-from training.errors import OutputError
 from training.files import os_reason
 from training.trainer import EpochResult, train
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
+    from storage.optuna_internals import ArtifactStore
 
 
 @dataclass
@@ -55,23 +56,13 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def system_attrs(trial: Trial) -> dict[str, Any]:
-    return trial.storage.get_trial_system_attrs(trial._trial_id)
-
-
-def original_number(trial: Trial) -> int:
-    """The number of the trial this one retries (its own number when it is no retry)."""
-    return int(system_attrs(trial).get("failed_trial", trial.number))
-
-
-def build_config(trial: Trial, ctx: TrialContext) -> TrainConfig:
+def build_config(trial: Trial, ctx: TrialContext, number: int) -> TrainConfig:
     """The trial's TrainConfig: campaign base + sampled point + stage settings.
 
     It goes through the same validation as a hand-written YAML. The seed and the checkpoint
-    folder come from the original trial number, so a retry keeps both.
+    folder come from `number`, the original trial's, so a retry keeps both.
     """
     stage = ctx.campaign.stage(ctx.stage)
-    number = original_number(trial)
     params = sample_params(trial, ctx.campaign.space(ctx.variant))
     fixed: dict[str, Any] = {
         "variant": ctx.variant, "fraction": stage.fraction, "epochs": stage.epochs,
@@ -89,8 +80,9 @@ def objective_value(ctx: TrialContext, psnr: float, ssim: float) -> float:
 
 def run_trial(trial: Trial, ctx: TrialContext) -> float:
     """Train the trial's config; return the best epoch's objective value."""
-    cfg = build_config(trial, ctx)
-    is_retry = "failed_trial" in system_attrs(trial)
+    number = original_number(frozen(trial.study, trial))
+    cfg = build_config(trial, ctx, number)
+    is_retry = number != trial.number
     last = Path(cfg.out_dir) / "last.pt"
     trial.set_user_attr("worker", worker_name())
     trial.set_user_attr("config", cfg.to_dict())

@@ -23,10 +23,11 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from models.errors import SarsweepError
+from models.errors import QuickUnfinished
 from search.campaign import CampaignConfig
-from search.studies import StageProgress, load_stage_study, stage_progress
+from search.studies import load_stage_study, stage_progress
 from storage import study_lock
+from storage.optuna_internals import study_id
 from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of
 
@@ -39,14 +40,6 @@ class Promotion:
     params: dict[str, object]
     enqueued: bool
     """False when an earlier promote had already enqueued this config."""
-
-
-class QuickUnfinished(SarsweepError):
-    """The quick stage still has trials to run, and a partial promotion was not asked for."""
-
-    def __init__(self, variant: str, progress: StageProgress) -> None:
-        self.variant, self.progress = variant, progress
-        super().__init__(f"{variant}: quick stage not finished ({progress.sentence()})")
 
 
 def best_distinct(study: optuna.Study, k: int) -> list[FrozenTrial]:
@@ -74,9 +67,9 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
     if progress.left and not partial:
         if progress.running:
             grace = heartbeat_of(storage)[1]
-            ages = heartbeat_ages(storage, quick._study_id).values()
+            ages = heartbeat_ages(storage, study_id(quick)).values()
             progress.lost = sum(1 for age in ages if is_stale(age, grace))
-        raise QuickUnfinished(variant, progress)
+        raise QuickUnfinished(variant, progress, progress.sentence())
     picks = best_distinct(quick, top_k or campaign.full.top_k)
     results = []
     with study_lock(storage, full.study_name):

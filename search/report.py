@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import STAGES, CampaignConfig
+from search.report_plots import plots
 from search.status import STATES
 from search.studies import best_complete, load_stage_study
+from storage.trials import is_retry, original_number
 from training.files import atomic_write, ensure_writable
 
 MIN_PAIRS = 3
@@ -142,7 +143,7 @@ def collect(storage: RDBStorage, campaign: CampaignConfig) -> Report:
             costs.append(cost_of(variant, stage, trials[stage]))
         result = VariantResult(variant, best_complete(trials["quick"]), best_complete(trials["full"]))
         for t in trials["full"]:
-            if "promoted_from_trial" not in t.user_attrs or "failed_trial" in t.system_attrs:
+            if "promoted_from_trial" not in t.user_attrs or is_retry(t):
                 continue  # retries are not new configs: _promoted follows them from the original
             result.promoted.append(_promoted(t, trials["full"]))
         results.append(result)
@@ -153,8 +154,8 @@ def score_held_out(report: Report, artifacts: Path, data: str, include: list[str
     """Score each variant's chosen config (its best.pt) on the same held-out rasters, as `sarsweep
     evaluate` does. The validation split picked the configs and their best epochs, so their
     validation figures flatter them; data outside it is the fair comparison."""
+    from models.errors import CheckpointError
     from search.export import trial_checkpoint
-    from training.errors import CheckpointError
     from training.evaluate import evaluate
 
     scores = {}
@@ -193,7 +194,7 @@ def _promoted(t: FrozenTrial, full: list[FrozenTrial]) -> Promoted:
     # A promoted config that was retried finished in the retry: follow the chain to its outcome.
     final = t
     for other in full:
-        if other.system_attrs.get("failed_trial") == t.number:
+        if is_retry(other) and original_number(other) == t.number:
             final = other if other.number > final.number else final
     p = Promoted(int(t.user_attrs["promoted_from_trial"]), float(t.user_attrs["quick_value"]), final.number,
                  final.state.name)
@@ -332,70 +333,6 @@ def to_html(report: Report, pngs: dict[str, bytes]) -> str:
             f"<h2>Fidelity</h2><ul>{fidelity}</ul>"
             f"<h2>Cost per stage</h2>{_html_table(COST_HEAD, cost_rows(report))}"
             f"<h2>Plots</h2>{images}</body></html>")
-
-
-def plots(report: Report, artifacts: Path | None = None) -> dict[str, bytes]:
-    """PNG plots: best value over trials, quick vs full, and the overall winner's preview."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    out: dict[str, bytes] = {}
-    fig = Figure(figsize=(6, 3.6), dpi=100)
-    ax = fig.subplots()
-    for r in report.results:
-        quick = sorted((t for t in report.studies[r.variant, "quick"].get_trials(deepcopy=False)
-                        if t.state == TrialState.COMPLETE), key=lambda t: t.number)
-        if quick:
-            best, running = [], -math.inf
-            for t in quick:
-                running = max(running, float(t.value))  # type: ignore[arg-type]
-                best.append(running)
-            ax.step([t.number for t in quick], best, where="post", label=r.variant)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("quick trial number")
-    ax.set_ylabel(f"best val {report.campaign.objective.upper()} so far")
-    ax.set_title("Quick search: best value over trials")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    out["best value over trials"] = _png(fig)
-
-    fig = Figure(figsize=(4.5, 4), dpi=100)
-    ax = fig.subplots()
-    for r in report.results:
-        pts = [(p.quick_value, p.full_value) for p in r.promoted if p.full_value is not None]
-        if pts:
-            ax.scatter(*zip(*pts, strict=True), label=r.variant)
-    ax.set_xlabel("quick value")
-    ax.set_ylabel("full value")
-    ax.set_title("Promoted configs: quick vs full")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    out["quick vs full"] = _png(fig)
-
-    preview = _winner_preview(report)
-    if preview is not None:
-        out["reconstruction preview of the overall winner"] = preview
-    return out
-
-
-def _winner_preview(report: Report) -> bytes | None:
-    chosen = [r.chosen for r in report.results if r.chosen is not None and r.full_best is not None] or \
-             [r.chosen for r in report.results if r.chosen is not None]
-    if not chosen:
-        return None
-    winner = max(chosen, key=lambda t: float(t.value))  # type: ignore[arg-type]
-    path = Path(winner.user_attrs.get("checkpoint", "")).with_name("preview.png")
-    return path.read_bytes() if path.is_file() else None
-
-
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 def write_report(storage: RDBStorage, campaign: CampaignConfig, markdown: Path, html_path: Path | None,

@@ -14,8 +14,10 @@ from typing import Any
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from models.errors import StudyError
 from search.campaign import STAGES, CampaignConfig
-from search.studies import StudyError, best_complete, load_stage_study, stage_progress
+from search.studies import best_complete, load_stage_study, stage_progress
+from storage.optuna_internals import study_id, trial_id
 from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of
 
@@ -67,7 +69,7 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
         status.best_value, status.best_trial, status.best_params = best.value, best.number, best.params
     running = [t for t in trials if t.state == TrialState.RUNNING]
     if running:
-        ages = heartbeat_ages(storage, study._study_id)
+        ages = heartbeat_ages(storage, study_id(study))
         # Optuna 5's RDB storage keeps datetime_start as UTC and hands it out in this host's local
         # time, so a status host in another zone than the worker reads it right (clock skew aside).
         now = datetime.now()
@@ -76,7 +78,7 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
             epochs = t.user_attrs.get("epochs", [])
             status.running.append(RunningTrial(
                 t.number, t.user_attrs.get("worker"), len(epochs), t.user_attrs.get("config", {}).get("epochs"),
-                None if started is None else max(0.0, (now - started).total_seconds()), ages.get(t._trial_id),
+                None if started is None else max(0.0, (now - started).total_seconds()), ages.get(trial_id(t)),
                 _mean([e.get("seconds") for e in epochs]),
             ))
     progress = stage_progress(trials, campaign.quick.trials if stage == "quick" else None)

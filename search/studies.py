@@ -17,16 +17,13 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from models.errors import SarsweepError
+from models.errors import StudyError
 from search.campaign import CampaignConfig, ParamSpec
 from storage import study_lock
+from storage.trials import is_retry
 from training.config import TrainConfig
 
 log = logging.getLogger("sarsweep.search")
-
-
-class StudyError(SarsweepError):
-    """A study is missing, or belongs to a different campaign config or stage."""
 
 
 def best_complete(trials: list[FrozenTrial]) -> FrozenTrial | None:
@@ -70,7 +67,7 @@ def stage_progress(trials: list[FrozenTrial], budget: int | None) -> StageProgre
     only what waits). Originals are trials that are no retry, as the claim counts them. A RUNNING
     trial counts as running even when its worker died: the reaper retries it."""
     count = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
-    originals = sum(1 for t in trials if "failed_trial" not in t.system_attrs)
+    originals = sum(1 for t in trials if not is_retry(t))
     return StageProgress(count[TrialState.RUNNING], count[TrialState.WAITING],
                          0 if budget is None else max(0, budget - originals),
                          count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.FAIL])

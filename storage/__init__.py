@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from models.errors import StorageError
 from storage.artifacts import artifact_store, artifacts_root, trial_dir
 from storage.locks import study_lock
 from storage.rdb import StorageSettings, has_schema, open_storage
-from storage.urls import DEFAULT_URL, StorageError, redact, resolve_url
+from storage.urls import DEFAULT_URL, redact, resolve_url
 
 __all__ = [
     "DEFAULT_URL", "StorageError", "StorageSettings", "artifact_store", "artifacts_root", "has_schema", "open_storage",

@@ -11,10 +11,13 @@ trial that ends COMPLETE or PRUNED is never retried: the worker deletes its last
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from optuna.artifacts import FileSystemArtifactStore
+
+log = logging.getLogger("sarsweep.artifacts")
 
 ENV_VAR = "SARSWEEP_ARTIFACTS"
 DEFAULT_ROOT = "sarsweep-artifacts"
@@ -42,3 +45,15 @@ def artifact_store(root: Path, create: bool = True) -> FileSystemArtifactStore:
 
 def trial_dir(root: Path, campaign: str, variant: str, stage: str, trial_number: int) -> Path:
     return root / campaign / variant / stage / f"trial_{trial_number:04d}"
+
+
+def drop_resume_state(best: str | Path | None) -> None:
+    """Delete the last.pt beside a finished trial's best.pt: weights plus optimizer state, there
+    for a retry to resume from, which a COMPLETE or PRUNED trial never gets. best.pt stays."""
+    if best is None:  # the trial failed before recording its checkpoint
+        return
+    last = Path(best).with_name("last.pt")
+    try:
+        last.unlink(missing_ok=True)
+    except OSError as exc:  # clean-up only: the trial's result is told already
+        log.warning("could not delete %s (%s)", last, exc.strerror or exc)

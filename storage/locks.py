@@ -17,25 +17,25 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from optuna.storages import RDBStorage
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from storage.optuna_internals import rdb_of
 from storage.rdb import in_transaction
 
 _memory_lock = threading.Lock()
+
+LockConnection: TypeAlias = Connection | None
+"""What a held study lock yields: the PostgreSQL connection whose transaction holds it, or None
+(SQLite's file lock, which has no transaction to share)."""
 
 
 def lock_key(name: str) -> int:
     """A stable signed 64-bit key for pg_advisory locks."""
     return int.from_bytes(hashlib.sha256(f"sarsweep:{name}".encode()).digest()[:8], "big", signed=True)
-
-
-def rdb_of(storage: Any) -> RDBStorage:
-    """The RDBStorage under a study's storage (optuna.Study wraps it in a _CachedStorage)."""
-    return getattr(storage, "_backend", storage)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -48,6 +48,14 @@ def locked_transaction(storage: Any, name: str) -> Iterator[Connection | None]:
     """
     with study_lock(storage, name) as conn, in_transaction(rdb_of(storage), conn):
         yield conn
+
+
+def also_lock(conn: LockConnection, name: str) -> None:
+    """Inside a held study lock, take the lock `name` too, in the same transaction (released with
+    it). Take such locks after the study lock, always in that order, so two holders never wait on
+    each other. SQLite's one file lock already covers every study: nothing more to take."""
+    if conn is not None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(name)})
 
 
 @contextlib.contextmanager

@@ -1,8 +1,8 @@
 """Read queries over Optuna's tables that its storage API has no call for, each one round trip.
 
-Written with Optuna's own ORM models, so they follow its schema. A caller holding the study lock
-passes the lock's connection (`conn`): a lock holder must not take a second pooled connection
-(see storage.rdb.ResilientRDBStorage.reap_allowed).
+Written with Optuna's own ORM models (through storage.optuna_internals), so they follow its
+schema. A caller holding the study lock passes the lock's connection (`conn`): a lock holder must
+not take a second pooled connection (see storage.rdb.ResilientRDBStorage.reap_allowed).
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ def claim_counts(storage: RDBStorage, study_id: int, conn: Connection | None = N
     """
     import json
 
-    from optuna.storages._rdb.models import StudyUserAttributeModel, TrialModel, TrialSystemAttributeModel
     from optuna.trial import TrialState
     from sqlalchemy import case, exists, func, select
 
+    from storage.optuna_internals import RETRY_ATTR, StudyUserAttributeModel, TrialModel, TrialSystemAttributeModel
+
     retry = exists().where(TrialSystemAttributeModel.trial_id == TrialModel.trial_id,
-                           TrialSystemAttributeModel.key == "failed_trial")
+                           TrialSystemAttributeModel.key == RETRY_ATTR)
     budget = (select(StudyUserAttributeModel.value_json)
               .where(StudyUserAttributeModel.study_id == study_id, StudyUserAttributeModel.key == "budget")
               .scalar_subquery())
@@ -50,9 +51,10 @@ def heartbeat_ages(storage: RDBStorage, study_id: int) -> dict[int, float | None
     Measured on the database's clock, the one the reaper judges staleness by (Optuna's
     `_get_stale_trial_ids`), so a status host whose clock is off does not misreport.
     """
-    from optuna.storages._rdb.models import TrialHeartbeatModel, TrialModel
     from optuna.trial import TrialState
     from sqlalchemy import func, select
+
+    from storage.optuna_internals import TrialHeartbeatModel, TrialModel
 
     query = (select(TrialModel.trial_id, TrialHeartbeatModel.heartbeat)
              .outerjoin(TrialHeartbeatModel, TrialHeartbeatModel.trial_id == TrialModel.trial_id)

@@ -41,8 +41,10 @@ from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from models.errors import StorageError
+from storage.optuna_internals import PRIVATE_STORAGE_METHODS, sessions_on
 from storage.queries import one_row
-from storage.urls import StorageError, describe, parse, redact, scrub
+from storage.urls import describe, parse, redact, scrub
 
 log = logging.getLogger("sarsweep.storage")
 
@@ -234,7 +236,7 @@ def in_transaction(storage: RDBStorage, conn: Connection | None) -> Iterator[Non
     the lock's connection and joins its transaction ("rollback_only": Optuna's per-call commit
     does not end it), so the trial is created in the same transaction that holds the lock and
     both commit together. Calls are not retried in here: a dropped connection fails the claim,
-    and the claim as a whole is retried (search.worker.claim_paused).
+    and the claim as a whole is retried (storage.trials.claim_through_outage).
 
     A dropped connection must reach the caller as such: a disconnect inside the block raises
     TransactionLost at once (_disconnect_ends_transaction), and any other failure on a
@@ -245,21 +247,16 @@ def in_transaction(storage: RDBStorage, conn: Connection | None) -> Iterator[Non
     if conn is None:
         yield
         return
-    from sqlalchemy.orm import Session
-
-    registry = storage.scoped_session
-    registry.remove()
-    registry.registry.set(Session(bind=conn, join_transaction_mode="rollback_only"))
     _in_transaction.active = True
     try:
-        yield
+        with sessions_on(storage, conn):
+            yield
     except Exception as exc:
         if conn.invalidated:
             raise TransactionLost(f"lost the transaction's connection ({exc.__class__.__name__})") from exc
         raise
     finally:
         _in_transaction.active = False
-        registry.remove()
 
 
 def _disconnect_ends_transaction(ctx: ExceptionContext) -> BaseException | None:
@@ -372,19 +369,19 @@ class ResilientRDBStorage(RDBStorage):
 
 
 # Every RDBStorage method that talks to the database, including the private ones Optuna's
-# _CachedStorage (the wrapper every Study uses) calls directly in Optuna 5.0: `_set_trial_param`,
-# `_get_trials`, `_get_best_trial_id`, `_get_stale_trial_ids` (a suggest_float during an outage
-# killed a worker in CI when these were missing). Not trial creation (`create_new_trial`,
-# `_create_new_trial`): an insert retried after its first reply was lost would make a second
-# trial, a duplicate enqueue. The claim is retried as a whole (search.worker.claim_paused), and a
-# promotion that fails is rerun (it skips what already exists).
+# _CachedStorage (the wrapper every Study uses) calls directly (PRIVATE_STORAGE_METHODS: a
+# suggest_float during an outage killed a worker in CI when these were missing). Not trial
+# creation (`create_new_trial`): an insert retried after its first reply was lost would make a
+# second trial, a duplicate enqueue. The claim is retried as a whole
+# (storage.trials.claim_through_outage), and a promotion that fails is rerun (it skips what
+# already exists).
 _RETRIED = (
     "create_new_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
     "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
-    "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "set_trial_param", "_set_trial_param",
+    "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies", "set_trial_param",
     "get_trial_param", "set_trial_state_values", "set_trial_intermediate_value", "set_trial_user_attr",
-    "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials",
-    "get_best_trial", "_get_best_trial_id", "record_heartbeat", "_get_stale_trial_ids",
+    "set_trial_system_attr", "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials",
+    "get_best_trial", "record_heartbeat", *PRIVATE_STORAGE_METHODS,
 )
 for _name in _RETRIED:
     setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(RDBStorage, _name)))

@@ -16,7 +16,8 @@ import re
 from optuna.storages import RDBStorage
 from sqlalchemy.engine import URL
 
-from storage.urls import StorageError, parse
+from models.errors import StorageError
+from storage.urls import parse
 
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -34,7 +35,18 @@ def check_readonly_role(url: str | URL, role: str) -> None:
 
 
 def ensure_readonly_role(storage: RDBStorage, role: str, password: str | None) -> bool:
-    """Create (or update the password of) `role` with read-only grants. Returns True if created."""
+    """Create (or update the password of) `role` with read-only grants. Returns True if created;
+    what the server refuses is a StorageError naming the option."""
+    import psycopg2
+
+    try:
+        return _ensure_readonly_role(storage, role, password)
+    except psycopg2.Error as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise StorageError(f"--readonly-role {role}: {reason}") from None
+
+
+def _ensure_readonly_role(storage: RDBStorage, role: str, password: str | None) -> bool:
     from psycopg2 import sql
 
     check_readonly_role(storage.engine.url, role)

@@ -14,16 +14,12 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from models.errors import SarsweepError
+from models.errors import StorageError
 
 DEFAULT_URL = "sqlite:///sarsweep.db"
 ENV_VAR = "SARSWEEP_STORAGE"
 FILE_ENV_VAR = "SARSWEEP_STORAGE_FILE"
 SUPPORTED = ("postgresql", "sqlite")
-
-
-class StorageError(SarsweepError):
-    """The storage cannot be used: a malformed URL, an unreachable server, a missing schema."""
 
 
 def resolve_url(cli_value: str | None = None, cli_file: str | None = None) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from models.errors import CheckpointError, ConfigError
 from training.config import TrainConfig
-from training.errors import CheckpointError, ConfigError
 from training.files import atomic_write
 
 FORMAT = 1

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.errors import ConfigError, DataError
 from training.checkpoint import config_of, load_checkpoint, model_of
 from training.config import TrainConfig
 from training.data.dataset import prepare, validation_indices
-from training.errors import ConfigError, DataError
 from training.files import require_dir
 from training.inference import (
     amp_dtype,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.errors import DeviceError
+from models.errors import DeviceError
 from training.metrics import psnr, ssim
 
 

@@ -13,7 +13,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from training.errors import ConfigError
+from models.errors import ConfigError
 
 T = TypeVar("T")
 

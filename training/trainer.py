@@ -28,10 +28,10 @@ from torch import nn
 from tqdm import tqdm
 
 from models import count_parameters, create_model
+from models.errors import CheckpointError, NonFiniteLossError
 from training.checkpoint import FORMAT, checkpoint_bytes, config_of, held_bytes, load_checkpoint, save_atomic
 from training.config import TrainConfig
 from training.data import SplitData, cache_root, load_data
-from training.errors import CheckpointError, NonFiniteLossError
 from training.files import ensure_free, ensure_writable
 from training.inference import amp_dtype, autocast, eval_batch_size, memory_format, reconstruct, resolve_device, score
 

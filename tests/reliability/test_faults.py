@@ -1,8 +1,8 @@
-"""Fault injection on a throwaway PostgreSQL cluster (storage/cluster.py), never the shared server.
+"""Fault injection on a throwaway PostgreSQL cluster (tests/support/cluster.py), never the shared server.
 
 Each test prints one JSON line of figures (run pytest with -s to see them; docs/reliability.md
 holds the measured table). Workers are real processes through the real worker loop: trivial
-objectives via `python -m search.loadtest`, training via `sarsweep worker`.
+objectives via tests/support/loadtest.py, training via `sarsweep worker`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import pytest
 import yaml
 from conftest import REPO, run_cli, start_cli
 from optuna.trial import TrialState
-
-from storage.cluster import Cluster, PeakConnections, free_port, wait_until
+from support import LOADTEST
+from support.cluster import Cluster, PeakConnections, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -54,12 +54,12 @@ def figures(**values: object) -> None:
 
 
 def loadtest(url: str, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s", *args],
+    return subprocess.Popen([sys.executable, str(LOADTEST), "--storage", url, "--study", "s", *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def create_study(url: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s", "--create"],
+    done = subprocess.run([sys.executable, str(LOADTEST), "--storage", url, "--study", "s", "--create"],
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
@@ -161,7 +161,7 @@ def test_a_worker_the_server_cannot_hold_is_refused_at_start(tmp_path: Path) -> 
         create_study(url)
         holders = [psycopg2.connect(small.url("t")) for _ in range(4)]
         try:
-            done = subprocess.run([sys.executable, "-m", "search.loadtest", "--storage", url, "--study", "s",
+            done = subprocess.run([sys.executable, str(LOADTEST), "--storage", url, "--study", "s",
                                    "--trials", "1"], cwd=REPO, capture_output=True, text=True, timeout=60)
         finally:
             for c in holders:
@@ -290,9 +290,9 @@ def test_kill_9_with_no_other_worker_is_reaped_retried_and_resumed(pg: Cluster, 
 
 def test_a_lost_retry_is_requeued_once(pg: Cluster, db) -> None:  # type: ignore[no-untyped-def]
     """A process killed between Optuna's FAIL and its retry enqueue leaves a FAIL with no retry."""
-    from search.reaper import reap_study, requeue_lost
     from storage import StorageSettings, open_storage
     from storage.locks import locked_transaction
+    from storage.trials import reap_study, requeue_lost
 
     _, url = db
     create_study(url)
@@ -305,7 +305,7 @@ def test_a_lost_retry_is_requeued_once(pg: Cluster, db) -> None:  # type: ignore
     pg_uptime_ok = wait_until(storage.reap_allowed, 60, 0.5)  # the module's cluster may have just restarted
     assert pg_uptime_ok
     procs = [subprocess.Popen([sys.executable, "-c", (
-        "import optuna;from storage import StorageSettings, open_storage;from search.reaper import reap_study;"
+        "import optuna;from storage import StorageSettings, open_storage;from storage.trials import reap_study;"
         f"s=open_storage({url!r}, StorageSettings(role='test', heartbeat_interval=1, grace_period=2));"
         "reap_study(optuna.load_study(study_name='s', storage=s))")], cwd=REPO) for _ in range(4)]
     assert [p.wait(60) for p in procs] == [0] * 4
@@ -409,7 +409,7 @@ def _http(method: str, url: str, body: dict | None = None) -> int:
 
 
 def test_dashboard_on_the_readonly_role_changes_nothing(pg: Cluster, db, write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from test_dashboard import _get
+    from support.http import get as _get
 
     name, url = db
     path = write_campaign()
@@ -521,8 +521,8 @@ def test_bad_data_checkpoints_and_losses_are_contained(pg: Cluster, db, write_ca
 
 def test_a_claim_through_an_outage_holds_back_reaping(pg: Cluster, db) -> None:  # type: ignore[no-untyped-def]
     """A claim that waited out an outage marks the recovery, like the storage's own calls."""
-    from search.worker import claim_paused
     from storage import StorageSettings, open_storage
+    from storage.trials import claim_through_outage
 
     _, url = db
     create_study(url)
@@ -532,7 +532,7 @@ def test_a_claim_through_an_outage_holds_back_reaping(pg: Cluster, db) -> None: 
     pg.stop("fast")
     threading.Timer(1.5, pg.start).start()
     started = time.monotonic()
-    trial = claim_paused(study, storage, "quick", 5)
+    trial = claim_through_outage(study, storage, 5)
     assert trial is not None and trial.number == 0
     assert storage.recovered_at is not None and storage.recovered_at > started
     assert not storage.reap_allowed()  # within grace + heartbeat + MAX_PAUSE of the recovery
@@ -548,9 +548,9 @@ def test_a_claim_whose_connection_drops_is_retried(pg: Cluster, db, monkeypatch)
     """
     import optuna.storages._rdb.storage as optuna_rdb
 
-    from search.worker import claim_paused
     from storage import StorageSettings, open_storage
     from storage.rdb import ResilientRDBStorage
+    from storage.trials import claim_through_outage
 
     name, url = db
     create_study(url)
@@ -577,7 +577,7 @@ def test_a_claim_whose_connection_drops_is_retried(pg: Cluster, db, monkeypatch)
     monkeypatch.setattr(ResilientRDBStorage, "_create_new_trial", create_after_kill)
     monkeypatch.setattr(optuna_rdb, "_create_scoped_session", counted_session)
     started = time.monotonic()
-    trial = claim_paused(study, storage, "quick", 5)
+    trial = claim_through_outage(study, storage, 5)
     assert killed == ["1"]
     # Optuna's insert loop gave up on the dead transaction at once (before, it went on for all
     # five tries with sleeps in between, 4-5 s), and the claim's own retry inserted once.
@@ -594,21 +594,21 @@ def test_a_trials_own_calls_wait_out_an_outage(pg: Cluster, db) -> None:  # type
     Optuna's study wrapper (_CachedStorage) calls some private storage methods directly
     (`_set_trial_param` for suggest_*); a worker died in CI on a suggest during a restart.
     """
-    from search.worker import _tell, claim_paused
     from storage import StorageSettings, open_storage
+    from storage.trials import claim_through_outage, tell
 
     _, url = db
     create_study(url)
     storage = open_storage(url, StorageSettings(role="test", heartbeat_interval=1, grace_period=2))
     study = optuna.load_study(study_name="s", storage=storage)
-    trial = claim_paused(study, storage, "quick", 5)
+    trial = claim_through_outage(study, storage, 5)
     assert trial is not None
     waits = {}
     calls = {
         "suggest_float": lambda: trial.suggest_float("x", 0.0, 1.0),
         "report": lambda: trial.report(0.5, step=1),
         "set_user_attr": lambda: trial.set_user_attr("note", "through"),
-        "tell": lambda: _tell(study, trial, values=0.5),
+        "tell": lambda: tell(study, trial, values=0.5),
     }
     for name, call in calls.items():
         pg.stop("fast")

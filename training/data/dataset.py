@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from models.errors import DataError, RasterReadError
 from training.cache import CACHE_VERSION, cache_root, describe_data, in_use, making, read_patches
 from training.config import DataConfig, config_hash
 from training.data.patches import patch_rows, too_empty, within_tiles
 from training.data.readers import read_raster
 from training.data.synthetic import synthetic_dir
-from training.errors import DataError, RasterReadError
 from training.files import atomic_write, require_dir, write_npy_rows
 
 log = logging.getLogger("sarsweep.data")

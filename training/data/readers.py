@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.errors import RasterReadError
 from training.config import DataConfig
-from training.errors import RasterReadError
 
 PHYSICAL_SUFFIXES = {".tif", ".tiff", ".npy"}
 RENDERING_SUFFIXES = {".png", ".jpg", ".jpeg"}

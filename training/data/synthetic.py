@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from skimage.filters import gaussian
 
+from models.errors import OutputError
 from training.cache import in_use, making, touch
 from training.config import SyntheticConfig, config_hash
-from training.errors import OutputError
 from training.files import os_reason, write_npy
 
 GENERATOR_VERSION = 1

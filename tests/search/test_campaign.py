@@ -6,9 +6,9 @@ import pytest
 import yaml
 from conftest import REPO, tiny_campaign_dict
 
+from models.errors import ConfigError
 from search.campaign import CampaignConfig, load_campaign
 from training.config import TrainConfig
-from training.errors import ConfigError
 from training.schema import build
 
 

@@ -7,8 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +14,12 @@ import optuna
 import pytest
 from conftest import start_cli
 from PIL import Image
+from support.cluster import free_port
+from support.http import get as _get
 
 from search.campaign import load_campaign
 from search.worker import run_worker
 from storage import open_storage
-from storage.cluster import free_port
 from training.trainer import train
 
 # 3 panels of 160 px wide; a row of 160 px per patch plus the 40 px header band.
@@ -47,18 +46,6 @@ def test_previews_can_be_turned_off(tiny_config) -> None:  # type: ignore[no-unt
     result = train(tiny_config(epochs=2, preview_patches=0), progress=False)
     assert all(h.preview is None for h in result.history)
     assert not (result.best_path.parent / "preview.png").exists()
-
-
-def _get(url: str, timeout: float = 60) -> bytes:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return response.read()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
 
 
 def test_dashboard_serves_our_studies_and_trial_previews(pg_url: str, write_campaign, tmp_path: Path) -> None:

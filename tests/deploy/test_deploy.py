@@ -22,9 +22,9 @@ import yaml
 from conftest import REPO, tiny_campaign_dict
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
+from support.cluster import free_port
 
 from storage import open_storage
-from storage.cluster import free_port
 
 COMPOSE = REPO / "docker-compose.yml"
 SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
@@ -167,7 +167,7 @@ def _drop_role(pg_url: str, role: str) -> None:
 
 
 def _smoke(run: dict[str, tuple[list[str], dict[str, str]]], port: int, pg_url: str) -> None:
-    from test_dashboard import _get
+    from support.http import get as _get
 
     init = subprocess.run(run["init"][0], env=run["init"][1], capture_output=True, text=True, timeout=120)
     assert init.returncode == 0, init.stderr

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import training.data.dataset as dataset
+from models.errors import ConfigError, DataError, RasterReadError
 from training.config import DataConfig, SyntheticConfig
 from training.data import describe_split, load_data, nested_subset, prepare, split
 from training.data.patches import extract_patches
 from training.data.readers import read_raster
 from training.data.synthetic import reflectivity, speckled_scene
-from training.errors import ConfigError, DataError, RasterReadError
 from training.files import write_npy_rows
 
 

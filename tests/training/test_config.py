@@ -6,8 +6,8 @@ import pytest
 import yaml
 from conftest import REPO, tiny_config_dict
 
+from models.errors import ConfigError
 from training.config import TrainConfig, config_hash, dump_yaml, load_train_config
-from training.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -114,7 +114,7 @@ def test_a_variant_registered_at_run_time_is_validated_by_the_registry() -> None
 from torch import nn
 from models import register_model
 from training.config import TrainConfig
-from training.errors import ConfigError
+from models.errors import ConfigError
 
 @register_model
 def custom_ds4(base_channels: int = 4, latent_channels: int = 16, in_channels: int = 1) -> nn.Module:

@@ -11,9 +11,9 @@ import pytest
 import tifffile
 from PIL import Image
 
+from models.errors import RasterReadError
 from training.config import DataConfig
 from training.data.readers import normalise, read_raster
-from training.errors import RasterReadError
 
 GRD_DUAL = "S1A_IW_GRDH_1SDV_20150823T221233_20150823T221258_007396_00A2CA_54D0/Patch/Cargo_x10661_y11170.tif"
 GRD_SINGLE = "S1A_IW_GRDH_1SSV_20160131T204259_20160131T204324_009743_00E3C6_E792/Patch/Cargo_x10109_y8125.tif"
@@ -151,8 +151,8 @@ def _bordered(chip: np.ndarray, top: int, left: int, size: tuple[int, int], fill
 def test_a_no_data_border_is_left_out_of_the_normalisation_and_its_patches_dropped(s1: Path, tmp_path: Path) -> None:
     """A GRD scene's edge is zero-filled and tagged GDAL_NODATA=0. Counted as data, the border
     pulled the 1st percentile down to the smallest value and squeezed the real pixels' range."""
+    from models.errors import DataError
     from training.data import describe_split, load_data, prepare, split
-    from training.errors import DataError
 
     chip = tifffile.imread(s1 / BIG_GRD)  # 185 x 185 x [VH, VV] DN, no zeros of its own
     alone = read_raster(s1 / BIG_GRD, cfg())
@@ -196,8 +196,8 @@ def test_nan_is_no_data_and_a_set_value_too(s1: Path, tmp_path: Path) -> None:
 
 
 def test_bad_no_data_settings_name_the_field(s1: Path, tmp_path: Path) -> None:
+    from models.errors import ConfigError
     from training.config import TrainConfig
-    from training.errors import ConfigError
 
     for data, message in (({"max_nodata": 1.0}, "data.max_nodata: must be in [0, 1), got 1.0"),
                           ({"nodata": ".nan"}, "data.nodata: expected one of float | 'auto' | null, got '.nan'"),

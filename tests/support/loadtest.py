@@ -1,7 +1,7 @@
 """Trivial-objective trials against a storage: sarsweep's worker loop, or stock `study.optimize`.
 
-    python -m search.loadtest --storage URL --study NAME --create          # once: schema + study
-    python -m search.loadtest --storage URL --study NAME --trials 100 [--sleep 0] [--stock N]
+    python tests/support/loadtest.py --storage URL --study NAME --create          # once: schema + study
+    python tests/support/loadtest.py --storage URL --study NAME --trials 100 [--sleep 0] [--stock N]
 
 Measures the storage path alone, with no training and no torch import: each trial samples one
 float and returns it after --sleep seconds. The sarsweep mode runs `search.worker.work` (claim
@@ -9,7 +9,7 @@ under the study lock, heartbeat thread, reaper thread, exact budget of --trials 
 processes on the study); --stock N runs `study.optimize(n_trials=N)` on an RDBStorage made with
 Optuna's defaults (SQLAlchemy's default pool, no pool_pre_ping), the baseline a user starts
 from. Prints one JSON line: mode, trials this process ran, seconds, exit status. Used by
-bench/storage_scaling.py and tests/reliability/.
+bench/storage_scaling.py and tests/reliability/ (test support: no package ships it).
 """
 
 from __future__ import annotations

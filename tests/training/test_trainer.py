@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from models.errors import CheckpointError, NonFiniteLossError
 from training.checkpoint import checkpoint_bytes, load_checkpoint, model_from_checkpoint
 from training.data import SplitData, load_data
-from training.errors import CheckpointError, NonFiniteLossError
 from training.trainer import EpochResult, Run, lr_at, train
 
 

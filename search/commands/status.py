@@ -1,0 +1,37 @@
+"""`sarsweep status --campaign F`: trials by state, best value, running trials and time left."""
+
+from __future__ import annotations
+
+import argparse
+
+from search.commands.common import Subparsers, campaign_command, heartbeat_args, load_campaign_of, open_storage_of
+
+
+def add(commands: Subparsers) -> None:
+    status = campaign_command(commands, "status", "trials by state and the best value per variant and stage")
+    heartbeat_args(status, "the workers' ")
+    status.add_argument("--json", action="store_true", help="print JSON instead of tables (for scripts)")
+    status.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from search.report import collect, summary_line
+    from search.status import campaign_status, render, render_running, to_json, waiting_promotions
+    from storage.rdb import heartbeat_of
+
+    campaign = load_campaign_of(args)
+    storage = open_storage_of(args, "status")
+    rows = campaign_status(storage, campaign)
+    if args.json:
+        print(json.dumps(to_json(campaign, rows, heartbeat_of(storage)[1]), indent=2))
+        return 0
+    print(render(rows, campaign.objective))
+    running = render_running(rows, heartbeat_of(storage)[1])
+    if running:
+        print(running)
+    print(f"promotions waiting for full-stage workers: {waiting_promotions(rows)}")
+    if all(r.exists for r in rows):  # before `init` there is nothing to summarise
+        print(summary_line(collect(storage, campaign)))
+    return 0

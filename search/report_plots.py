@@ -1,0 +1,77 @@
+"""The report's plots, as PNG bytes: best value over quick trials, quick vs full, the winner's preview."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    from search.report import Report
+
+
+def plots(report: Report, artifacts: Path | None = None) -> dict[str, bytes]:
+    """PNG plots: best value over trials, quick vs full, and the overall winner's preview."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    out: dict[str, bytes] = {}
+    fig = Figure(figsize=(6, 3.6), dpi=100)
+    ax = fig.subplots()
+    for r in report.results:
+        quick = sorted((t for t in report.studies[r.variant, "quick"].get_trials(deepcopy=False)
+                        if t.state == TrialState.COMPLETE), key=lambda t: t.number)
+        if quick:
+            best, running = [], -math.inf
+            for t in quick:
+                running = max(running, float(t.value))  # type: ignore[arg-type]
+                best.append(running)
+            ax.step([t.number for t in quick], best, where="post", label=r.variant)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("quick trial number")
+    ax.set_ylabel(f"best val {report.campaign.objective.upper()} so far")
+    ax.set_title("Quick search: best value over trials")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    out["best value over trials"] = _png(fig)
+
+    fig = Figure(figsize=(4.5, 4), dpi=100)
+    ax = fig.subplots()
+    for r in report.results:
+        pts = [(p.quick_value, p.full_value) for p in r.promoted if p.full_value is not None]
+        if pts:
+            ax.scatter(*zip(*pts, strict=True), label=r.variant)
+    ax.set_xlabel("quick value")
+    ax.set_ylabel("full value")
+    ax.set_title("Promoted configs: quick vs full")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    out["quick vs full"] = _png(fig)
+
+    preview = _winner_preview(report)
+    if preview is not None:
+        out["reconstruction preview of the overall winner"] = preview
+    return out
+
+
+def _winner_preview(report: Report) -> bytes | None:
+    chosen = [r.chosen for r in report.results if r.chosen is not None and r.full_best is not None] or \
+             [r.chosen for r in report.results if r.chosen is not None]
+    if not chosen:
+        return None
+    winner = max(chosen, key=lambda t: float(t.value))  # type: ignore[arg-type]
+    path = Path(winner.user_attrs.get("checkpoint", "")).with_name("preview.png")
+    return path.read_bytes() if path.is_file() else None
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

@@ -1,0 +1,51 @@
+"""`sarsweep demo`, and bad options refused before any work."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conftest import run_cli
+
+
+def test_demo_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
+    # One quick trial a variant (promotion and pruning have tests of their own): ~20 s of CI less.
+    done = run_cli("demo", "--trials", "1", "--epochs", "1", "-o", "best.yaml", cwd=tmp_path,
+                   env={"SARSWEEP_STORAGE": "", "SARSWEEP_ARTIFACTS": ""}, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "sarsweep.db").is_file() and (tmp_path / "best.yaml").is_file()
+    for variant in ("baseline", "resnet_lite", "residual", "attention"):
+        assert f"quick search: demo.{variant}.quick" in done.stdout
+    assert "best config written to best.yaml" in done.stdout
+    # Each variant's chosen config scored on generated scenes of another seed, in the report too.
+    assert re.search(r"^Held out: .*synthetic.*, \d[\d,]* patches of 32x32 from 12 file\(s\)", done.stdout, re.M)
+    assert len(re.findall(r"^  \w+: held-out PSNR \d+\.\d\d dB", done.stdout, re.M)) == 4
+    assert "| held-out PSNR / SSIM |" in (tmp_path / "report.md").read_text()
+    retrain = run_cli("train", "--config", "best.yaml", "--epochs", "1", cwd=tmp_path)
+    assert retrain.returncode == 0, retrain.stderr
+
+
+def test_demo_and_launch_refuse_bad_options_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "best.yaml").write_text("a file where the output folder should be")
+    demo = run_cli("demo", "--storage", f"sqlite:///{tmp_path / 'd.db'}", "--artifacts", str(tmp_path / "art"),
+                   "-o", str(tmp_path / "best.yaml" / "best.yaml"), cwd=tmp_path)
+    assert demo.returncode == 2 and demo.stderr == (
+        f"sarsweep: error: cannot write {tmp_path / 'best.yaml'}: {tmp_path / 'best.yaml'} is a file, not a folder\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]  # no database, no trial, no checkpoint
+    for option, value, *args in (["--per-gpu", "0", "launch", "--", "--campaign", "c.yaml"],
+                                 ["--top-k", "0", "promote", "--campaign", "c.yaml"], ["--epochs", "0", "demo"],
+                                 ["--period", "-1", "reaper", "--campaign", "c.yaml"],
+                                 ["--worker-index", "-3", "worker", "--campaign", "c.yaml", "--variant", "baseline",
+                                  "--stage", "quick"],
+                                 ["--heartbeat-interval", "-5", "status", "--campaign", "c.yaml"],  # a traceback
+                                 ["--grace-period", "0", "reaper", "--campaign", "c.yaml"],  # the default, unsaid
+                                 ["--port", "70000", "dashboard"]):  # past 65535 was a traceback from bind()
+        done = run_cli(args[0], option, value, *args[1:], cwd=tmp_path)  # one line, without argparse's usage block
+        assert done.returncode == 2 and len(done.stderr.splitlines()) == 1 and done.stderr.startswith(
+            f"sarsweep {args[0]}: error: argument {option}: must be "), done.stderr
+        assert done.stderr.rstrip().endswith(f", got {value}")
+    # A command line of the wrong shape says where the options are listed.
+    done = run_cli("export", "--campaign", "c.yaml", "--variant", "baseline", cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr == ("sarsweep export: error: the following arguments are required: "
+                                                    "-o/--output (see sarsweep export --help)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]

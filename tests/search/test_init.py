@@ -1,0 +1,52 @@
+"""`sarsweep init`: the schema, the studies and their attrs, the read-only role."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import optuna
+from conftest import run_cli
+from support.campaigns import init
+
+from search.campaign import load_campaign
+from storage import open_storage
+
+
+def test_init_creates_named_studies_with_stage_attrs(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    campaign = write_campaign("sar-t", variants=["baseline", "resnet_lite"])
+    init(campaign, pg_url, tmp_path)
+    again = run_cli("init", "--campaign", str(campaign), "--storage", pg_url, cwd=tmp_path)
+    assert again.returncode == 0 and again.stdout.count("exists ") == 4  # safe to run again
+    storage = open_storage(pg_url)
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(storage))
+    assert names == ["sar-t.baseline.full", "sar-t.baseline.quick", "sar-t.resnet_lite.full", "sar-t.resnet_lite.quick"]
+    attrs = optuna.load_study(study_name="sar-t.baseline.quick", storage=storage).user_attrs
+    assert attrs["stage"] == "quick" and attrs["variant"] == "baseline" and attrs["fraction"] == 1.0
+    assert attrs["epochs"] == 1 and attrs["budget"] == 4 and attrs["fingerprint"] == load_campaign(campaign).fingerprint()
+
+
+def test_worker_before_init_is_told_to_init(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    done = run_cli("worker", "--campaign", str(write_campaign()), "--variant", "baseline", "--stage", "quick",
+                   "--storage", pg_url, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith("run `sarsweep init` first")
+
+
+def test_init_refuses_a_readonly_role_before_it_creates_anything(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    """The role was checked after the schema and studies were made: a refused role (SQLite, a bad
+    name) still left a new database file, or tables and studies, behind an exit code of 2."""
+    import psycopg2
+
+    path = write_campaign()
+    db = tmp_path / "new.db"
+    for storage, role, message in (
+            (f"sqlite:///{db}", "sarsweep_ro", "--readonly-role needs PostgreSQL storage (SQLite has no roles)"),
+            (pg_url, "Dash-RO", "--readonly-role: 'Dash-RO' is not a plain role name (lower-case letters, digits, _)"),
+            (pg_url, "postgres", "--readonly-role: 'postgres' is the role sarsweep itself connects as")):
+        done = run_cli("init", "--campaign", str(path), "--storage", storage, "--readonly-role", role, cwd=tmp_path)
+        assert (done.returncode, done.stdout, done.stderr) == (2, "", f"sarsweep: error: {message}\n")
+    assert not db.exists()
+    with contextlib.closing(psycopg2.connect(pg_url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        assert cur.fetchone() == (0,)  # no schema, so no study

@@ -1,0 +1,105 @@
+"""`sarsweep status`: states, best values, running trials and the time left."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+import optuna
+from conftest import run_cli
+from optuna.trial import TrialState
+from support.campaigns import quick_done, trials_of
+
+
+def test_status_shows_states_and_best(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    path, _ = quick_done(pg_url, write_campaign, tmp_path, trials=3)
+    run_cli("promote", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+    done = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = {tuple(line.split()[:2]): line.split() for line in done.stdout.splitlines() if line.startswith("baseline")}
+    assert rows[("baseline", "quick")][2] == "3" and rows[("baseline", "full")][6] == "2"
+    best = max(trials_of(pg_url, "t.baseline.quick"), key=lambda t: t.value)
+    assert rows[("baseline", "quick")][7:9] == ["done", f"#{best.number}"]
+    assert rows[("baseline", "full")][7:9] == ["no", "worker"]  # 2 promoted configs wait for a worker
+    lines = done.stdout.strip().splitlines()
+    assert lines[-2] == "promotions waiting for full-stage workers: 2"
+    assert lines[-1].startswith("t: 5 trials (3 complete, 0 pruned, 0 failed, 0 running, 2 waiting)")
+    # The same for scripts, as JSON on stdout.
+    as_json = run_cli("status", "--campaign", str(path), "--storage", pg_url, "--json", cwd=tmp_path)
+    assert as_json.returncode == 0, as_json.stderr
+    got = json.loads(as_json.stdout)
+    assert (got["campaign"], got["promotions_waiting"]) == ("t", 2)
+    quick, full = got["stages"]
+    assert (quick["stage"], quick["counts"]["COMPLETE"], quick["best"]["trial"]) == ("quick", 3, best.number)
+    assert quick["best"]["value"] == best.value and quick["best"]["params"] == best.params
+    assert quick["left"] == {"trials": 0, "workers": 0, "seconds": None, "says": "done"} and quick["running"] == []
+    assert (full["counts"]["WAITING"], full["best"], full["left"]["trials"], full["left"]["says"]) == (
+        2, None, 2, "no worker")
+
+
+def test_status_lists_unbeaten_then_stalest_running_trials_first() -> None:
+    from search.status import RunningTrial, StageStatus, render_running
+
+    quick = StageStatus("residual", "quick", True, running=[
+        RunningTrial(3, "gpu-a:11", 2, 20, 700.0, 4.0), RunningTrial(5, "gpu-b:12", 0, 20, 130.0, 125.0)])
+    full = StageStatus("residual", "full", True, running=[RunningTrial(0, None, 0, None, 6000.0, None)])
+    lines = render_running([quick, full], grace_period=120).splitlines()
+    assert lines[0].startswith("running trials (stale after 120s without a heartbeat")
+    assert [line.split()[:3] for line in lines[3:]] == [["residual", "full", "#0"], ["residual", "quick", "#5"],
+                                                       ["residual", "quick", "#3"]]
+    assert lines[3].split()[3:6] == ["-", "1h40m", "never"] and "NO HEARTBEAT" in lines[3]
+    assert lines[4].split()[3:8] == ["0/20", "2m10s", "2m05s", "ago", "gpu-b:12"] and "STALE" in lines[4]
+    assert lines[5].split()[3:] == ["2/20", "11m40s", "4s", "ago", "gpu-a:11"]
+    assert render_running([StageStatus("residual", "quick", True)], 120) == ""
+
+
+def test_status_estimates_the_time_a_stage_has_left_at_the_current_worker_count() -> None:
+    """Two finished trials took 100 s and 300 s (a new trial: 200 s). Two run: one at 10 s an epoch
+    with 2 of 5 epochs left (20 s), one without an epoch yet 50 s in (150 s). Three more to start
+    go to whichever worker frees first: at 20 s, 150 s and 220 s, so the last ends at 420 s."""
+    from search.status import RunningTrial, StageStatus, render_left, time_left
+
+    def finished(number: int, seconds: float, state: TrialState = TrialState.COMPLETE) -> optuna.trial.FrozenTrial:
+        start = dt.datetime(2026, 11, 29, 1, 0)
+        return optuna.trial.FrozenTrial(number, state, 20.0 if state == TrialState.COMPLETE else None, start,
+                                        start + dt.timedelta(seconds=seconds), {}, {}, {}, {}, {}, number)
+
+    done = [finished(0, 100.0), finished(1, 300.0, TrialState.PRUNED), finished(2, 5.0, TrialState.FAIL)]
+    running = [RunningTrial(3, "a:1", 3, 5, 35.0, 1.0, 10.0), RunningTrial(4, "b:2", 0, 5, 50.0, 1.0)]
+    left = time_left(done, running, to_start=3, epochs=5)
+    assert (left.trials, left.workers, left.seconds) == (5, 2, 420.0)
+    # A trial whose worker died (no heartbeat past the grace period) is no worker: its retry waits.
+    dead = RunningTrial(6, "c:3", 1, 5, 900.0, 300.0, 10.0)
+    left = time_left(done, [*running, dead], to_start=2, epochs=5, grace_period=120)
+    assert (left.trials, left.workers, left.seconds) == (5, 2, 420.0)
+    row = StageStatus("residual", "quick", True, {"COMPLETE": 1, "PRUNED": 1, "FAIL": 1, "RUNNING": 2}, left=left)
+    assert render_left(row) == "~7m00s"
+    # Nothing finished yet: a new trial is the stage's 5 epochs at the running trials' 10 s (50 s),
+    # and the one 50 s in without an epoch is taken to end now: the new trial ends in 50 s.
+    assert time_left([], running, to_start=1, epochs=5).seconds == 50.0
+    # ... nor has any running trial timed an epoch: no estimate.
+    unknown = time_left([], running[1:], to_start=1, epochs=5)
+    assert unknown.seconds is None and render_left(dataclasses.replace(row, left=unknown)) == "?"
+    # Work and no worker; a stage with nothing left; one with nothing yet (a full stage before promote).
+    assert render_left(dataclasses.replace(row, left=time_left(done, [], to_start=2, epochs=5))) == "no worker"
+    assert render_left(dataclasses.replace(row, left=time_left(done, [], to_start=0, epochs=5))) == "done"
+    assert render_left(StageStatus("residual", "full", True, {"COMPLETE": 0}, left=time_left([], [], 0, 30))) == "-"
+
+
+def test_status_before_init_says_so(write_campaign, tmp_path: Path) -> None:
+    """A SQLite path that holds no database (a typo, or the default sqlite:///sarsweep.db run from
+    another folder) used to be created, empty, by `status`, which then reported no studies."""
+    campaign = str(write_campaign())
+    for url in ("sqlite:///e.db", f"sqlite:///{tmp_path / 'e.db'}"):
+        done = run_cli("status", "--campaign", campaign, "--storage", url, cwd=tmp_path)
+        where = f"{tmp_path / 'e.db'}" if url.endswith(f"{tmp_path}/e.db") else f"e.db (from {tmp_path})"
+        assert (done.returncode, done.stdout, done.stderr) == (
+            2, "", f"sarsweep: error: no SQLite database at {where}: run `sarsweep init` first, or check the "
+                   "storage URL\n")
+        assert not (tmp_path / "e.db").exists()
+    optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'e.db'}")  # a database with the schema, and no study of ours
+    done = run_cli("status", "--campaign", campaign, "--storage", f"sqlite:///{tmp_path / 'e.db'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("(no study yet: run `sarsweep init`)") == 2
