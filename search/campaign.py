@@ -28,7 +28,7 @@ from training.schema import build, require, to_plain
 
 STAGES = ("quick", "full")
 # Set by the stage or the trial, never sampled.
-NOT_SEARCHABLE = {"variant", "data", "fraction", "epochs", "seed", "out_dir", "device", "precision"}
+NOT_SEARCHABLE = {"variant", "data", "fraction", "epochs", "seed", "out_dir", "device", "precision", "threads"}
 
 
 @dataclass
@@ -213,6 +213,9 @@ class CampaignConfig:
         """
         plain = to_plain(self, skip_defaults=True)
         plain.pop("keep_last_checkpoint", None)
+        plain.get("train", {}).pop("threads", None)  # where a trial runs, not what it means
+        if plain.get("train") == {}:
+            del plain["train"]
         for stage, budget in (("quick", "trials"), ("full", "top_k")):
             plain.get(stage, {}).pop(budget, None)
             if plain.get(stage) == {}:

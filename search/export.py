@@ -78,9 +78,11 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
         f"objective ({campaign.objective}) {trial.value:.4f}; val PSNR {a.get('val_psnr', float('nan')):.2f} dB, "
         f"SSIM {a.get('val_ssim', float('nan')):.4f}, {a.get('param_count', 0):,} parameters",
         f"data fraction {cfg.fraction}, {cfg.epochs} epochs, seed {cfg.seed}"
-        + lineage,
+        + (f", {cfg.threads} CPU thread(s)" if cfg.threads else "") + lineage,
         f"sarsweep {_version('sarsweep')}, optuna {optuna.__version__}, exported {stamp}",
-        f"retrain: sarsweep train --config {out.name}",
+        f"retrain: sarsweep train --config {out.name}"
+        + (f" (on the CPU with the same {cfg.threads} thread(s), which its result depends on; --threads "
+           "changes that)" if cfg.threads else ""),
         "",
     ])
     text = dump_yaml(cfg.to_dict(), header=header)

@@ -16,6 +16,7 @@ import sys
 import types
 
 from models.errors import SarsweepError
+from training.threads import node_cores
 
 log = logging.getLogger("sarsweep.launch")
 
@@ -60,7 +61,7 @@ def worker_commands(gpus: list[str], per_gpu: int, worker_args: list[str]) -> li
     slots = [(g, i) for g in gpus for i in range(per_gpu)] if gpus else [(None, i) for i in range(per_gpu)]
     # N CPU workers each starting one intra-op thread per core would fight over the cores
     # (oversubscription slows every step); give each an equal share unless the user chose.
-    cpu_threads = str(max(1, (os.cpu_count() or 1) // max(1, len(slots))))
+    cpu_threads = str(max(1, node_cores() // max(1, len(slots))))
     commands = []
     for index, (gpu, _) in enumerate(slots):
         env = dict(os.environ)
@@ -76,8 +77,10 @@ def launch(gpus: list[str], per_gpu: int, worker_args: list[str]) -> int:
     where = f"GPUs {','.join(gpus)}" if gpus else "the CPU (no GPU found)"
     print(f"launching {len(commands)} worker(s) on {where}", flush=True)
     children = [subprocess.Popen(cmd, env=env) for cmd, env in commands]
+    received: list[int] = []
 
     def forward(signum: int, _frame: types.FrameType | None) -> None:
+        received.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
@@ -88,6 +91,10 @@ def launch(gpus: list[str], per_gpu: int, worker_args: list[str]) -> int:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    failed = [c for c in codes if c != 0]
-    print(f"all workers exited ({len(codes) - len(failed)} ok, {len(failed)} with errors)", flush=True)
-    return max(codes, default=0) if failed else 0
+    stopped = [c for c in codes if c in (130, 143)] if received else []
+    failed = [c for c in codes if c != 0 and c not in stopped]
+    print(f"all workers exited ({len(codes) - len(failed) - len(stopped)} ok, {len(stopped)} stopped by "
+          f"{signal.Signals(received[0]).name if received else 'no signal'}, {len(failed)} with errors)", flush=True)
+    if failed:
+        return max(failed)
+    return 128 + received[0] if received else 0

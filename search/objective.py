@@ -23,6 +23,7 @@ from optuna.trial import Trial
 
 from models.errors import OutputError
 from search.campaign import CampaignConfig
+from search.signals import raise_if_stopped
 from search.studies import derived_seed, sample_params
 from storage import trial_dir
 from storage.trials import frozen, original_number
@@ -30,6 +31,8 @@ from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import SplitData
 from training.files import os_reason
+from training.inference import resolve_device
+from training.threads import threads_for
 from training.trainer import EpochResult, train
 
 if TYPE_CHECKING:
@@ -48,6 +51,8 @@ class TrialContext:
     progress: bool | None = None
     artifact_store: ArtifactStore | None = None
     """Where previews go as Optuna artifacts (None: previews stay on disk only)."""
+    threads: int | None = None
+    """CPU threads (`sarsweep worker --threads`); None: the campaign's, else a node share."""
 
 
 def worker_name() -> str:
@@ -71,7 +76,10 @@ def build_config(trial: Trial, ctx: TrialContext, number: int) -> TrainConfig:
     }
     if ctx.device:
         fixed["device"] = ctx.device
-    return TrainConfig.from_dict({**ctx.campaign.train.to_dict(), **params, **fixed})
+    cfg = TrainConfig.from_dict({**ctx.campaign.train.to_dict(), **params, **fixed})
+    if resolve_device(cfg.device).type == "cpu":  # a share of the node's cores, decided as the trial starts
+        cfg = cfg.replace(threads=threads_for(ctx.threads or cfg.threads)[0])
+    return cfg
 
 
 def objective_value(ctx: TrialContext, psnr: float, ssim: float) -> float:
@@ -88,6 +96,8 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
     trial.set_user_attr("config", cfg.to_dict())
     trial.set_user_attr("checkpoint", str(Path(cfg.out_dir) / "best.pt"))
     trial.set_user_attr("seed", cfg.seed)
+    if cfg.threads:
+        trial.set_user_attr("threads", cfg.threads)
     epochs: list[dict[str, Any]] = []
     if is_retry and last.is_file():
         # Intermediate values of the epochs the retried trial already ran, so the curve is whole.
@@ -96,6 +106,7 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
             epochs.append(_epoch_attrs(EpochResult(**h)))
 
     def on_epoch(e: EpochResult) -> None:
+        raise_if_stopped()  # a signal whose first WorkerStopped was lost in a finalizer
         trial.report(objective_value(ctx, e.val_psnr, e.val_ssim), e.epoch)
         epochs.append(_epoch_attrs(e))
         trial.set_user_attr("epochs", epochs)

@@ -58,9 +58,11 @@ def best_distinct(study: optuna.Study, k: int) -> list[FrozenTrial]:
 
 
 def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: int | None = None,
-            partial: bool = False) -> list[Promotion]:
+            partial: bool = False, first_only: bool = False) -> list[Promotion]:
     """Enqueue the best configs of a finished quick stage; QuickUnfinished while it still runs,
-    unless `partial`."""
+    unless `partial`. With `first_only` (a campaign worker's automatic promotion), nothing when
+    the full study holds a promoted config already (a peer's or an operator's promotion): under
+    the lock, so of workers that all see the stage end, one promotes."""
     quick = load_stage_study(storage, campaign, variant, "quick")
     full = load_stage_study(storage, campaign, variant, "full")
     progress = stage_progress(quick.get_trials(deepcopy=False), campaign.quick.trials)
@@ -73,7 +75,9 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
     picks = best_distinct(quick, top_k or campaign.full.top_k)
     results = []
     with study_lock(storage, full.study_name):
-        done = {t.user_attrs.get("promoted_from_trial") for t in full.get_trials(deepcopy=False)}
+        done = {t.user_attrs.get("promoted_from_trial") for t in full.get_trials(deepcopy=False)} - {None}
+        if first_only and done:
+            return []
         for t in picks:
             fresh = t.number not in done
             if fresh:

@@ -157,6 +157,10 @@ class TrainConfig:
     preview_patches: int = 4
     """Validation patches drawn in preview.png (input, reconstruction, error) at each new best
     epoch and at the end; 0 = no previews."""
+    threads: int | None = None
+    """CPU threads of a run on the CPU; null = a share of this node's cores among the sarsweep
+    processes training on it (training/threads.py). The count a run used is recorded in its
+    config (a trial's, an exported YAML), so `sarsweep train` repeats it: results depend on it."""
     compile: bool = False
     """Train through torch.compile. On an H100 (bench/gpu_speed.py) it made the bf16 step 1.1-1.7x
     faster for residual and attention, at 24-53 s of compiling the first time a worker meets a
@@ -175,6 +179,7 @@ class TrainConfig:
         require(0 <= self.preview_patches <= 16, "preview_patches",
                 f"must be between 0 and 16, got {self.preview_patches}")
         require(self.batch_size >= 1, "batch_size", f"must be at least 1, got {self.batch_size}")
+        require(self.threads is None or self.threads >= 1, "threads", f"must be at least 1 or null, got {self.threads}")
         require(math.isfinite(self.lr) and self.lr > 0, "lr", f"must be a positive number, got {self.lr}")
         require(0 <= self.warmup_epochs <= self.epochs, "warmup_epochs",
                  f"must be between 0 and epochs ({self.epochs}), got {self.warmup_epochs}")

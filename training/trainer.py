@@ -36,7 +36,7 @@ from training.files import ensure_free, ensure_writable
 from training.inference import amp_dtype, autocast, eval_batch_size, memory_format, reconstruct, resolve_device, score
 
 # Fields a resumed run may change: where it runs and how long it goes on.
-RESUMABLE_CHANGES = {"epochs", "out_dir", "device", "compile"}
+RESUMABLE_CHANGES = {"epochs", "out_dir", "device", "compile", "threads"}
 
 
 @dataclass
@@ -98,6 +98,8 @@ class Run:
         if on_cuda:
             # Fixed patch shapes: let cuDNN pick the fastest convolution algorithms once.
             torch.backends.cudnn.benchmark = True
+        if self.device.type == "cpu" and cfg.threads:
+            torch.set_num_threads(cfg.threads)  # before the first op: results depend on the count
         self.amp_dtype = amp_dtype(cfg.precision, self.device)
         self.memory_format = memory_format(self.device)
         torch.manual_seed(cfg.seed)

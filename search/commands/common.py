@@ -152,13 +152,14 @@ def variants_of(campaign: CampaignConfig, variant: str | None) -> list[str]:
 
 
 def until_stopped(what: str, run: Callable[[], int]) -> int:
-    """run() for a long-running service; SIGTERM (docker stop) or Ctrl-C ends it with exit 0 and
-    "<what> stopped (SIGTERM)" instead of a death by signal (exit 143 in compose)."""
-    from search.signals import WorkerStopped, stop_on_signals
+    """run() for a long-running service; SIGTERM (docker stop) or Ctrl-C ends it cleanly, saying
+    "<what> stopped (SIGTERM)", with the signal's exit code (143, 130) as a shell reports it."""
+    from search.signals import WorkerStopped, handled, stop_on_signals
 
     try:
         with stop_on_signals():
             return run()
     except WorkerStopped as stop:
+        handled()
         print(f"{what} stopped ({stop})", flush=True)
-        return 0
+        return stop.exit_code

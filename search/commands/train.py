@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from models.errors import ConfigError, SarsweepError
-from search.commands.common import Subparsers
+from search.commands.common import Subparsers, at_least_one
 
 
 def add(commands: Subparsers) -> None:
@@ -20,6 +20,8 @@ def add(commands: Subparsers) -> None:
     train.add_argument("--out-dir", help="override out_dir (where best.pt and last.pt go)")
     train.add_argument("--device", help="override device: auto, cpu, cuda, cuda:N")
     train.add_argument("--epochs", type=int, help="override epochs")
+    train.add_argument("--threads", type=at_least_one,
+                       help="CPU threads (default: the config's, else a share of this node's cores)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config key, dotted for sections (fraction=1.0, data.root=/mnt/sar, "
                             "lr=1e-3); the value is read as YAML; repeatable")
@@ -30,11 +32,13 @@ def run(args: argparse.Namespace) -> int:
     from training.checkpoint import earlier_run
     from training.config import load_train_config
     from training.data import describe_split
+    from training.inference import resolve_device
+    from training.threads import threads_for
     from training.trainer import EpochResult, train
 
     changes = [(f"--set {item}", *setting(item)) for item in args.set]
     for flag, key, value in (("--out-dir", "out_dir", args.out_dir), ("--device", "device", args.device),
-                             ("--epochs", "epochs", args.epochs)):
+                             ("--epochs", "epochs", args.epochs), ("--threads", "threads", args.threads)):
         if value is not None:  # `--epochs 0` is refused by the schema, not dropped
             changes.append((f"{flag} {value}", key, value))
     cfg = load_train_config(args.config, changes)
@@ -52,8 +56,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"epoch {e.epoch}/{cfg.epochs}  loss {e.train_loss:.5f}  val PSNR {e.val_psnr:.2f} dB  "
               f"SSIM {e.val_ssim:.4f}  lr {e.lr:.2e}  {e.seconds:.1f}s{mark}", flush=True)
 
+    where = ""
+    if resolve_device(cfg.device).type == "cpu":
+        threads, why = threads_for(cfg.threads)
+        cfg = cfg.replace(threads=threads)  # the checkpoint records the count it trained with
+        where = f", {threads} CPU thread(s) ({why})"
     print(f"training {cfg.variant} (base_channels={cfg.base_channels}) for {cfg.epochs} epoch(s) "
-          f"on {cfg.data.root or 'synthetic SAR scenes'}, fraction {cfg.fraction}", flush=True)
+          f"on {cfg.data.root or 'synthetic SAR scenes'}, fraction {cfg.fraction}{where}", flush=True)
 
     def data_line(data) -> None:  # type: ignore[no-untyped-def]
         print(describe_split(data, cfg.data, cfg.fraction), flush=True)

@@ -71,3 +71,18 @@ def test_prepare_memory_smoke() -> None:
     assert re.search(r"^# .* 1 file\(s\) from .*/grd \| patch 16, stride 16 \| 24 patches", grd, re.M)
     assert re.search(r"^2 cold at once\s+\d+\.\d\d\s", grd, re.M)
     assert re.search(r"; 2 at once / one cold: summed peak growth \d+\.\d\d, slowest seconds \d+\.\d\d$", grd, re.M)
+
+
+def test_campaign_idle_smoke() -> None:
+    out = bench("bench/campaign_idle.py", "--smoke")
+    for mode in ("chained", "campaign"):
+        assert re.search(rf"^{mode}\s+\d+\.\d\s+4\s+\d+\.\d\s+\d+\.\d s\s+\d+\.\d %\s+\d+\.\d %$", out, re.M), out
+    assert re.search(r"^ratio campaign/chained wall = \d\.\d\d \(goal <= 0\.80\); idle between trials \d+\.\d % of "
+                     r"worker-seconds \(goal < 2 %\) against \d+\.\d % chained$", out, re.M), out
+
+
+def test_cpu_threads_smoke() -> None:
+    out = bench("bench/cpu_threads.py", "--smoke")
+    for way in ("launch", "plain", "all cores"):
+        assert re.search(rf"^{way}\s+\d+\.\d{{3}}\s+\d+$", out, re.M), out
+    assert re.search(r"^ratio epoch s / launch's: plain \d+\.\d\d \(goal <= 1\.3\), all cores \d+\.\d\d$", out, re.M)

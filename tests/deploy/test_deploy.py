@@ -28,8 +28,7 @@ from storage import open_storage
 
 COMPOSE = REPO / "docker-compose.yml"
 SCHEMA = REPO.parent / "shared" / "schemas" / "compose-spec.json"
-TEST_ENV = {"POSTGRES_PASSWORD": "pw-for-test", "SARSWEEP_RO_PASSWORD": "ro-pw-for-test", "SARSWEEP_CAMPAIGN": "campaign.yaml",
-            "SARSWEEP_VARIANT": "baseline", "SARSWEEP_STAGE": "quick"}
+TEST_ENV = {"POSTGRES_PASSWORD": "pw-for-test", "SARSWEEP_RO_PASSWORD": "ro-pw-for-test", "SARSWEEP_CAMPAIGN": "campaign.yaml"}
 
 
 def interpolate(value: Any, env: dict[str, str]) -> Any:
@@ -181,6 +180,7 @@ def _smoke(run: dict[str, tuple[list[str], dict[str, str]]], port: int, pg_url: 
         assert [w.returncode for w in workers] == [0, 0], [o[1] for o in outs]
         promote = subprocess.run(run["promote"][0], env=run["promote"][1], capture_output=True, text=True, timeout=120)
         assert promote.returncode == 0, promote.stderr
+        assert promote.stdout.count("already promoted in t.baseline.full") == 2, promote.stdout
         report = subprocess.run(run["report"][0], env=run["report"][1], capture_output=True, text=True, timeout=120)
         assert report.returncode == 0, report.stderr
         reports = Path(run["report"][0][run["report"][0].index("-o") + 1]).parent
@@ -193,8 +193,11 @@ def _smoke(run: dict[str, tuple[list[str], dict[str, str]]], port: int, pg_url: 
     storage = open_storage(pg_url)
     quick = optuna.load_study(study_name="t.baseline.quick", storage=storage).trials
     assert sorted(t.number for t in quick) == [0, 1, 2, 3] and all(t.state == TrialState.COMPLETE for t in quick)
+    # The campaign workers promoted the quick stage themselves and ran its full stage; the promote
+    # service found the configs promoted already.
     full = optuna.load_study(study_name="t.baseline.full", storage=storage).trials
-    assert [t.state for t in full] == [TrialState.WAITING] * 2
+    assert [t.state for t in full] == [TrialState.COMPLETE] * 2
+    assert len({t.user_attrs["promoted_from_trial"] for t in full}) == 2
 
 
 def test_kubernetes_examples_name_the_image_and_commands() -> None:
@@ -211,7 +214,7 @@ def test_kubernetes_examples_name_the_image_and_commands() -> None:
         assert "postgresql://" not in json.dumps(container)
     worker = docs["worker-job.yaml"][0]["spec"]["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"]["nvidia.com/gpu"] == 1
-    assert "--stage" in worker["command"] and "--variant" in worker["command"]
+    assert worker["command"] == ["sarsweep", "worker", "--campaign", "/config/campaign.yaml"]  # the campaign worker
 
 
 def test_slurm_script_is_valid_bash_and_execs_the_worker() -> None:

@@ -77,7 +77,7 @@ def test_dashboard_serves_our_studies_and_trial_previews(pg_url: str, write_camp
     finally:
         server.terminate()  # docker stop
         out, err = server.communicate(timeout=30)
-    assert server.returncode == 0, err
+    assert server.returncode == 143, err  # 128 + SIGTERM, as a shell reports a process it stopped
     assert out.rstrip().endswith("dashboard stopped (SIGTERM)")
     assert f"open http://127.0.0.1:{port}/dashboard" in out
     assert "postgres" in out and "Listening on http://127.0.0.1:" in out + err
@@ -124,7 +124,7 @@ def test_dashboard_serves_from_a_read_only_artifacts_mount_with_no_store_yet(pg_
     finally:
         server.terminate()
         out, err = server.communicate(timeout=30)
-    assert server.returncode == 0 and "Traceback" not in err, err
+    assert server.returncode == 143 and "Traceback" not in err, err  # stopped by SIGTERM, cleanly
     assert out.startswith("optuna-dashboard on ") and list(art.iterdir()) == []
 
 

@@ -58,7 +58,7 @@ def test_launch_gives_cpu_workers_an_equal_share_of_the_cores(monkeypatch) -> No
     from search.launch import worker_commands
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setattr("search.launch.node_cores", lambda: 16)  # the cores this process may use
     cpu = worker_commands([], 4, ["--campaign", "c.yaml"])
     assert [env["OMP_NUM_THREADS"] for _, env in cpu] == ["4"] * 4
     assert [cmd[-1] for cmd, _ in cpu] == ["0", "1", "2", "3"]

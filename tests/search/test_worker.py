@@ -139,7 +139,10 @@ def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, writ
     os.kill(first.pid, signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
     first_out = first.communicate(timeout=60)
     if how == "sigterm":
-        assert first.returncode == 0, first_out
+        # 143 (not 0: `worker && promote` must not go on), after the trial was queued, and it says which
+        assert first.returncode == 143, first_out
+        assert first_out[0].strip().splitlines()[-1] == ("worker on t.baseline.quick: no trial; stopped by SIGTERM; "
+                                                         "trial 0 of t.baseline.quick queued for retry")
         t0 = trials_of(pg_url, "t.baseline.quick")[0]
         assert t0.state == TrialState.FAIL and t0.user_attrs["fail_reason"] == "worker stopped by SIGTERM"
     else:

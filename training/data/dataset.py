@@ -82,6 +82,10 @@ class SplitData:
             cached = self._resident[key] = (self.train, train, val)
         return cached[1], cached[2]
 
+    def release(self) -> None:
+        """Drop the device copies resident() made (a worker switching to another stage's data)."""
+        self._resident.clear()
+
 
 def data_root(cfg: DataConfig) -> Path:
     if cfg.root is None:
