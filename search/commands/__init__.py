@@ -11,6 +11,7 @@ from __future__ import annotations
 from search.commands import (
     cache,
     dashboard,
+    db,
     demo,
     evaluate,
     export,
@@ -23,4 +24,4 @@ from search.commands import (
     worker,
 )
 
-COMMANDS = (train, init, worker, promote, export, evaluate, status, reaper, report, dashboard, cache, demo)
+COMMANDS = (train, init, worker, promote, export, evaluate, status, reaper, report, dashboard, cache, db, demo)

@@ -217,11 +217,35 @@ def test_kubernetes_examples_name_the_image_and_commands() -> None:
     assert worker["command"] == ["sarsweep", "worker", "--campaign", "/config/campaign.yaml"]  # the campaign worker
 
 
-def test_slurm_script_is_valid_bash_and_execs_the_worker() -> None:
+K8S_VERSION = "1.31.0"  # a release current on clusters in 2026; kubernetes-validate ships its schemas offline
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "deploy" / "k8s").glob("*.yaml")), ids=lambda p: p.name)
+def test_kubernetes_manifests_match_the_kubernetes_schema(path: Path) -> None:
+    from kubernetes_validate import utils
+
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert docs
+    for doc in docs:
+        assert utils.validate(doc, K8S_VERSION, strict=True) == "1.31"  # strict: an unknown field fails too
+    broken = dict(docs[0], metadata={**docs[0]["metadata"], "nmae": "typo"})
+    with pytest.raises(utils.ValidationError):  # the check can fail: a misspelt field is caught
+        utils.validate(broken, K8S_VERSION, strict=True)
+
+
+def test_slurm_scripts_are_valid_bash_and_run_the_worker_and_the_server() -> None:
+    """tests/deploy/test_slurm.py submits them to a real (throwaway) Slurm; this checks their text."""
     script = REPO / "deploy" / "slurm" / "worker.sbatch"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     text = script.read_text()
     assert "#SBATCH --array=" in text and "#SBATCH --gres=gpu:1" in text and "#SBATCH --signal=B:TERM@" in text
-    assert re.search(r"^exec sarsweep worker .*--worker-index", text, re.M | re.S)
-    if shutil.which("shellcheck"):
-        assert subprocess.run(["shellcheck", str(script)]).returncode == 0
+    assert "#SBATCH --requeue" in text and 'scontrol requeue "$SLURM_JOB_ID"' in text  # a time-limit TERM requeues
+    assert re.search(r"^sarsweep worker --campaign .*--worker-index", text, re.M | re.S)
+    db = REPO / "deploy" / "slurm" / "db.sbatch"
+    assert subprocess.run(["bash", "-n", str(db)]).returncode == 0
+    assert "sarsweep db start" in db.read_text() and "sarsweep db stop" in db.read_text()
+    for path in (script, db):
+        assert "postgresql://" not in "\n".join(line for line in path.read_text().splitlines()
+                                               if not line.startswith("#"))  # no URL outside comments
+        if shutil.which("shellcheck"):
+            assert subprocess.run(["shellcheck", str(path)]).returncode == 0

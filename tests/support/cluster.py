@@ -12,7 +12,6 @@ wrong password is a real authentication failure; the Unix socket in the temp dir
 
 from __future__ import annotations
 
-import glob
 import os
 import pwd
 import secrets
@@ -25,20 +24,11 @@ import time
 from pathlib import Path
 
 from models.errors import SarsweepError
+from storage.pgserver import server_binary  # the binaries `sarsweep db` runs, found the same way
 
 
 class ClusterError(SarsweepError):
     """The throwaway cluster could not be created or started."""
-
-
-def postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
-    if found:
-        return found[-1]
-    on_path = shutil.which(name)
-    if on_path:
-        return on_path
-    raise ClusterError(f"PostgreSQL server binary {name!r} not found under /usr/lib/postgresql/*/bin or on PATH")
 
 
 def free_port() -> int:
@@ -75,7 +65,7 @@ class Cluster:
         pwfile.write_text(self.password + "\n")
         if self._as_postgres:
             os.chown(pwfile, pwd.getpwnam("postgres").pw_uid, -1)
-        self._run(postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "--pwfile", str(pwfile),
+        self._run(server_binary("initdb"), "-D", str(self.data), "-U", "postgres", "--pwfile", str(pwfile),
                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
         pwfile.unlink()
         conf = (f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{self.dir}'\n"
@@ -85,13 +75,13 @@ class Cluster:
             f.write(conf)
 
     def start(self) -> None:
-        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
+        self._run(server_binary("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "start")
 
     def stop(self, mode: str = "fast") -> None:
-        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+        self._run(server_binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
 
     def restart(self, mode: str = "fast") -> None:
-        self._run(postgres_bin("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-l", str(self.log), "restart")
+        self._run(server_binary("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-l", str(self.log), "restart")
 
     def __enter__(self) -> Cluster:
         self.init()
@@ -109,7 +99,7 @@ class Cluster:
 
     def sql(self, statement: str, database: str = "postgres") -> str:
         """Run SQL over the trusted socket as the superuser; returns psql's unaligned output."""
-        done = self._run(postgres_bin("psql"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres",
+        done = self._run(server_binary("psql"), "-h", str(self.dir), "-p", str(self.port), "-U", "postgres",
                          "-d", database, "-v", "ON_ERROR_STOP=1", "-At", "-c", statement)
         return done.stdout.strip()
 

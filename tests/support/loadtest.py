@@ -27,7 +27,7 @@ from optuna.storages import RDBStorage
 from models.errors import SarsweepError
 from search.process import setup_process
 from storage import StorageSettings, open_storage
-from storage.urls import parse
+from storage.urls import parse, resolve_url
 
 
 def objective(sleep: float):  # type: ignore[no-untyped-def]
@@ -42,7 +42,9 @@ def objective(sleep: float):  # type: ignore[no-untyped-def]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--storage", required=True)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--storage")
+    where.add_argument("--storage-file", help="a file holding the URL (keeps a password off the command line)")
     parser.add_argument("--study", required=True)
     parser.add_argument("--trials", type=int, default=100, help="study budget (sarsweep mode)")
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds per trial")
@@ -55,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool-size", type=int, default=StorageSettings.pool_size,
                         help="connections kept open (default: the worker's)")
     args = parser.parse_args(argv)
+    args.storage = resolve_url(args.storage, args.storage_file)
     setup_process("loadtest", logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
