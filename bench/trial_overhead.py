@@ -96,6 +96,7 @@ def campaign_for(args: argparse.Namespace, scenes: int) -> CampaignConfig:
         },
         "search": {"lr": {"choices": [0.001]}, "warmup_epochs": {"choices": [1]}},
         "quick": {"fraction": 1.0, "epochs": args.epochs, "trials": 2, "pruner": "none"},
+        "noise_seeds": 0,  # exactly the two trials timed; seed-noise re-runs would add two more
         "full": {"fraction": 1.0, "epochs": 1, "top_k": 1},
     })
 

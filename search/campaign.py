@@ -56,11 +56,27 @@ class ParamSpec:
         """The top of the range, or the largest choice (numeric specs only)."""
         return max(self.choices) if self.choices is not None else self.high
 
+    def holds(self, value: Any) -> bool:
+        """The value is one of the choices, or a number in the range."""
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        assert self.low is not None and self.high is not None
+        return self.low <= value <= self.high
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return f"choices {self.choices}"
+        return f"{self.low:g} to {self.high:g}{', log' if self.log else ''}"
+
 
 def default_space() -> dict[str, ParamSpec]:
     """The research group's search space (quick stage), overridable key by key."""
     return {
-        "lr": ParamSpec(low=1e-4, high=3e-3, log=True),
+        # Down to 5e-5, the research group's own hand pick, so a campaign can confirm or refute it
+        # (it was 1e-4: the search could not even propose the config it is meant to replace).
+        "lr": ParamSpec(low=5e-5, high=3e-3, log=True),
         "warmup_epochs": ParamSpec(low=0, high=5, step=1),
         "grad_clip": ParamSpec(choices=[0.0, 0.5, 1.0, 2.0, 5.0]),
         "base_channels": ParamSpec(choices=[32, 48, 64]),
@@ -105,10 +121,20 @@ class FullStage(_Stage):
     epochs: int = 30
     top_k: int = 3
     """Quick configs promoted per variant."""
+    max_k: int | None = None
+    """With seed noise measured (noise_seeds), configs whose quick value lies within the quick
+    stage's noise band of the top_k-th are promoted too, up to max_k in all; null = 2 x top_k."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k}")
+        require(self.max_k is None or self.max_k >= self.top_k, "max_k",
+                f"must be at least top_k ({self.top_k}) or null, got {self.max_k}")
+
+    @property
+    def most(self) -> int:
+        """max_k, or 2 x top_k."""
+        return self.max_k if self.max_k is not None else 2 * self.top_k
 
 
 @dataclass
@@ -128,6 +154,15 @@ class CampaignConfig:
     """Validation metric a trial maximises (its best epoch's value)."""
     quick: QuickStage = field(default_factory=QuickStage)
     full: FullStage = field(default_factory=FullStage)
+    reference: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Named configs of your own (the one the search should beat, say) that run in every
+    variant's quick stage beside the searched trials, never pruned, always in the report:
+    {name: {search key: value}}. Keys a reference leaves out are sampled like any trial's; each
+    value must lie in the variant's search space. They come on top of quick.trials."""
+    noise_seeds: int = 2
+    """Seed noise: once a stage has ended, its best config is re-run with this many other seeds,
+    and the spread of its values is the stage's noise band (promotion and the report's verdicts
+    use it). 0 turns it off."""
     keep_last_checkpoint: bool = False
     """Keep last.pt of trials that ended COMPLETE or PRUNED. It holds the optimizer state for a
     retry to resume from (3x best.pt: 264 of 352 MiB for residual at base 64), and such a trial
@@ -152,11 +187,20 @@ class CampaignConfig:
                      f"{', '.join(sorted(train_fields - NOT_SEARCHABLE))})")
         for variant in self.variants:
             warmup = self.space(variant).get("warmup_epochs")
-            top = warmup.largest() if warmup else 0
+            top = warmup.largest() if warmup else self.train.warmup_epochs
             for stage in STAGES:
                 epochs = self.stage(stage).epochs
                 require(top <= epochs, "search.warmup_epochs",
                          f"reaches {top:g} but the {stage} stage has only {epochs} epochs")
+            # A trial is judged one epoch after its warmup ends (search.studies.AfterWarmupPruner):
+            # at the stage's last epoch or later, pruning it saves nothing.
+            require(self.quick.pruner == "none" or top + 1 < self.quick.epochs,
+                    "search.warmup_epochs" if warmup else "train.warmup_epochs",
+                    f"reaches {top:g}, so a trial warmed up that long could never be pruned (pruning starts "
+                    f"one epoch after a trial's warmup, epoch {top + 1:g} of the quick stage's {self.quick.epochs}); "
+                    "lower it, raise quick.epochs or set quick.pruner: none")
+        require(self.noise_seeds >= 0, "noise_seeds", f"must be 0 or more, got {self.noise_seeds}")
+        self._check_references()
         require(self.quick.fraction <= self.full.fraction, "quick.fraction",
                 f"{self.quick.fraction} is more than full.fraction {self.full.fraction}: promoted configs "
                 "would retrain on less data than they were picked on")
@@ -182,6 +226,31 @@ class CampaignConfig:
                         except ConfigError as exc:
                             why = exc.message if exc.field == key else str(exc)
                             raise ConfigError(where, f"{value!r} is refused for {variant}: {why}") from None
+
+    def _check_references(self) -> None:
+        """Each reference names search keys only, with values inside every variant's space: TPE
+        models the space, and a point outside it is one it cannot learn from."""
+        for name, params in self.reference.items():
+            require(bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name)), f"reference.{name}",
+                    "a reference's name must be letters, digits, '-' or '_'")
+            require(isinstance(params, dict) and bool(params), f"reference.{name}",
+                    "expected a mapping of search keys to values, such as {lr: 5e-5, warmup_epochs: 3}")
+            for variant in self.variants:
+                space = self.space(variant)
+                for key, value in params.items():
+                    require(key in space, f"reference.{name}.{key}",
+                            f"is not a key of {variant}'s search space ({', '.join(space)})")
+                    require(space[key].holds(value), f"reference.{name}.{key}",
+                            f"{value!r} lies outside {variant}'s search space ({space[key].describe()})")
+                fixed = {"variant": variant, "epochs": self.quick.epochs, "fraction": self.quick.fraction}
+                try:
+                    TrainConfig.from_dict({**self.train.to_dict(), **params, **fixed})
+                except ConfigError as exc:
+                    raise ConfigError(f"reference.{name}.{exc.field}", exc.message) from None
+
+    def quick_budget(self) -> int:
+        """Quick trials in all: the searched ones plus one per reference config."""
+        return self.quick.trials + len(self.reference)
 
     def space(self, variant: str) -> dict[str, ParamSpec]:
         return {**self.search, **self.overrides.get(variant, {})}
@@ -216,6 +285,9 @@ class CampaignConfig:
         plain.get("train", {}).pop("threads", None)  # where a trial runs, not what it means
         if plain.get("train") == {}:
             del plain["train"]
+        for key in ("reference", "noise_seeds"):  # more trials, not other ones: budgets
+            plain.pop(key, None)
+        plain.get("full", {}).pop("max_k", None)
         for stage, budget in (("quick", "trials"), ("full", "top_k")):
             plain.get(stage, {}).pop(budget, None)
             if plain.get(stage) == {}:

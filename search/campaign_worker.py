@@ -10,8 +10,8 @@ Each claim takes the next trial by this priority (`CampaignSource.order`):
 2. quick trials, from the quick study with the most trials still unclaimed (ties: campaign
    order), so the variants' quick stages advance together instead of one after another; a quick
    study with a retry waiting goes first (its stage cannot end before that retry);
-3. studies with trials running elsewhere last: claiming there reaps a dead peer's trial, whose
-   retry this worker then runs.
+3. the rest, in the campaign's order: a claim there reaps a dead peer's trial (whose retry this
+   worker then runs), or queues a finished stage's seed-noise re-runs (search/noise.py).
 Claims stay exact: each is made under its study's lock (storage.trials.claim), which recounts.
 
 `on_promote(variant, promotions, already)` hears of each promotion this worker made, or found
@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING
 
 from optuna.trial import Trial, TrialState
 
+from search import noise
 from search.campaign import STAGES, CampaignConfig
 from search.promote import Promotion, promote
 from search.room import RoomCheck, check_writable
-from search.studies import load_stage_study
+from search.studies import load_stage_study, stage_progress
 from search.worker import Claimed, WorkerSummary, serve
 from storage import artifact_store
 from storage.artifacts import drop_resume_state
@@ -48,6 +49,7 @@ from storage.trials import claim_through_outage
 
 if TYPE_CHECKING:
     from training.data import SplitData
+    from training.trainer import EpochResult
 
 Key = tuple[str, str]  # (variant, stage)
 
@@ -58,7 +60,8 @@ class CampaignSource:
     def __init__(self, storage: ResilientRDBStorage, campaign: CampaignConfig, served: list[Key], artifacts: Path,
                  device: str | None = None, worker_index: int | None = None, progress: bool | None = None,
                  threads: int | None = None, on_data: Callable[[str, SplitData], None] | None = None,
-                 on_promote: Callable[[str, list[Promotion], bool], None] | None = None) -> None:
+                 on_promote: Callable[[str, list[Promotion], bool], None] | None = None,
+                 on_epoch: Callable[[Trial, EpochResult], None] | None = None) -> None:
         from search.objective import TrialContext
         from training.data import load_data
 
@@ -75,7 +78,7 @@ class CampaignSource:
         check_writable(artifacts)  # before the artifact store is made
         store = artifact_store(artifacts)
         self.contexts = {key: TrialContext(campaign, *key, artifacts, self.data[key[1]], device, progress, store,
-                                           threads) for key in served}
+                                           threads, on_epoch) for key in served}
         self.room = {v: RoomCheck(storage, campaign, v, artifacts) for v, _ in served}
         self.promotes = [v for v, s in served if s == "full"]  # it runs their full stage: it promotes them
         self.promoted: set[str] = set()
@@ -90,17 +93,19 @@ class CampaignSource:
     def unclaimed(self, key: Key, counts: StudyCounts) -> int:
         if key[1] == "full":
             return 0
-        budget = counts.budget if counts.budget is not None else self.campaign.quick.trials
+        budget = counts.budget if counts.budget is not None else self.campaign.quick_budget()
         return max(0, budget - counts.originals)
 
     def order(self) -> list[Key]:
-        """The served studies to try, best first (a hint read without the lock; claim recounts)."""
+        """The served studies to try, best first (a hint read without the lock; claim recounts).
+        The rest come last: a claim there reaps a dead peer's trial, or queues the stage's
+        seed-noise re-runs once it has ended."""
         counts = {key: self.counts(key) for key in self.served}
         full = [k for k in self.served if k[1] == "full" and counts[k].waiting]
         quick = [k for k in self.served if k[1] == "quick" and (counts[k].waiting or self.unclaimed(k, counts[k]))]
         quick.sort(key=lambda k: (not counts[k].waiting, -self.unclaimed(k, counts[k]), self.served.index(k)))
-        busy = [k for k in self.served if counts[k].running and k not in full and k not in quick]
-        return full + quick + busy
+        rest = [k for k in self.served if k not in full and k not in quick]
+        return full + quick + rest
 
     def claim(self) -> Claimed | None:
         from search.objective import run_trial
@@ -108,8 +113,9 @@ class CampaignSource:
         self.promote_ended()
         for key in self.order():
             study = self.by_key[key]
-            budget = self.campaign.quick.trials if key[1] == "quick" else None
-            trial = claim_through_outage(study, self.storage, budget, key[1] == "quick", self.room[key[0]])
+            budget = self.campaign.quick_budget() if key[1] == "quick" else None
+            trial = claim_through_outage(study, self.storage, budget, key[1] == "quick", self.room[key[0]],
+                                         noise.refill(study, self.campaign, key[1]), noise.NOISE_ATTR)
             if trial is not None:
                 for stage, data in self.data.items():
                     if stage != key[1]:
@@ -125,8 +131,13 @@ class CampaignSource:
     # ---- promotion and waiting ---------------------------------------------------------------
 
     def quick_ended(self, variant: str) -> bool:
+        """The rule `sarsweep promote` uses (search.studies.stage_progress): nothing running, waiting,
+        unclaimed or to be re-run for seed noise. The cheap counts first: most claims stop there."""
         counts = study_counts(self.storage, study_id(self.quick[variant]))
-        return not (counts.running or counts.waiting or self.unclaimed((variant, "quick"), counts))
+        if counts.running or counts.waiting or self.unclaimed((variant, "quick"), counts):
+            return False
+        trials = self.quick[variant].get_trials(deepcopy=False)
+        return not stage_progress(trials, self.campaign.quick_budget(), self.campaign, "quick").left
 
     def promote_ended(self) -> None:
         """Promote each variant whose full stage this worker serves once its quick stage has ended."""
@@ -151,8 +162,8 @@ class CampaignSource:
                 continue
             counts = self.counts(key)
             if counts.running:
-                reasons.append(f"{name} has {counts.running} trial(s) running on other workers (a retry may "
-                               "come)")
+                reasons.append(f"{name} has {counts.running} trial(s) running on other workers (a retry or "
+                               "its seed-noise re-runs may come)")
             elif counts.waiting or self.unclaimed(key, counts):
                 reasons.append(f"{name} has trials another worker is claiming")
         return "; ".join(reasons) or None
@@ -169,7 +180,8 @@ def run_campaign_worker(storage: ResilientRDBStorage, campaign: CampaignConfig, 
                         on_trial: Callable[[Trial, TrialState], None] | None = None,
                         on_wait: Callable[[str], None] | None = None,
                         on_data: Callable[[str, SplitData], None] | None = None,
-                        on_promote: Callable[[str, list[Promotion], bool], None] | None = None) -> WorkerSummary:
+                        on_promote: Callable[[str, list[Promotion], bool], None] | None = None,
+                        on_epoch: Callable[[Trial, EpochResult], None] | None = None) -> WorkerSummary:
     """Serve the campaign's studies (narrowed to `variants` and `stages`) until it is done."""
     from training.inference import resolve_device
     from training.threads import register
@@ -178,5 +190,5 @@ def run_campaign_worker(storage: ResilientRDBStorage, campaign: CampaignConfig, 
         register()  # counted among this node's trainers from now, before its first trial takes its share
     served = served_studies(campaign, variants or list(campaign.variants), stages or list(STAGES))
     source = CampaignSource(storage, campaign, served, artifacts, device, worker_index, progress, threads, on_data,
-                            on_promote)
+                            on_promote, on_epoch)
     return serve(source, storage, on_trial, lambda: check_writable(artifacts), on_wait, poll)

@@ -20,7 +20,8 @@ from models.errors import ConfigError, StudyError
 from search.campaign import STAGES, CampaignConfig
 from search.export import export_trial
 from search.promote import promote
-from search.report import held_out_lines, summary_line, write_report
+from search.report import held_out_lines, summary_line
+from search.report_render import write_report
 from search.status import campaign_status, render
 from search.studies import ensure_study
 from search.worker import run_worker
@@ -37,7 +38,11 @@ def demo_campaign(trials: int | None = None, epochs: int | None = None) -> Campa
         raw["quick"]["trials"] = trials
     if epochs is not None:
         raw["quick"]["epochs"] = raw["full"]["epochs"] = epochs
-        raw["search"]["warmup_epochs"]["high"] = min(raw["search"]["warmup_epochs"]["high"], epochs)
+        # A trial is judged one epoch after its warmup, before the stage's last epoch: keep that possible.
+        top = min(raw["search"]["warmup_epochs"]["high"], epochs - 2)
+        raw["search"]["warmup_epochs"] = {"low": 0, "high": top} if top > 0 else {"choices": [0]}
+        if epochs < 2:
+            raw["quick"]["pruner"] = "none"
     try:
         return build(CampaignConfig, raw)
     except ConfigError as exc:
@@ -101,7 +106,9 @@ def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None
           f"SSIM {trial.user_attrs['val_ssim']:.4f} "
           f"({cfg.variant}, base_channels {cfg.base_channels}, lr {cfg.lr:.2e})")
     report = write_report(storage, campaign, out.with_name("report.md"), out.with_name("report.html"),
-                          held_out=(artifacts, str(held_out_scenes(campaign)), ["*.npy"]))
+                          held_out=(artifacts, str(held_out_scenes(campaign)), ["*.npy"]),
+                          held_out_label=f"12 generated synthetic scenes of seed "
+                                         f"{campaign.train.data.synthetic.seed + 1} (no trial saw them)")
     print(summary_line(report))
     for line in held_out_lines(report):
         print(line)

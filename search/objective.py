@@ -13,6 +13,7 @@ import socket
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from optuna.trial import Trial
 
 from models.errors import OutputError
 from search.campaign import CampaignConfig
+from search.dashboard import note_config
 from search.signals import raise_if_stopped
 from search.studies import derived_seed, sample_params
 from storage import trial_dir
@@ -53,6 +55,8 @@ class TrialContext:
     """Where previews go as Optuna artifacts (None: previews stay on disk only)."""
     threads: int | None = None
     """CPU threads (`sarsweep worker --threads`); None: the campaign's, else a node share."""
+    on_epoch: Callable[[Trial, EpochResult], None] | None = None
+    """Told of every epoch a trial finishes (the worker's progress line)."""
 
 
 def worker_name() -> str:
@@ -61,22 +65,30 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def build_config(trial: Trial, ctx: TrialContext, number: int) -> TrainConfig:
+def build_config(trial: Trial, ctx: TrialContext, number: int, attrs: dict[str, Any] | None = None) -> TrainConfig:
     """The trial's TrainConfig: campaign base + sampled point + stage settings.
 
     It goes through the same validation as a hand-written YAML. The seed and the checkpoint
-    folder come from `number`, the original trial's, so a retry keeps both.
+    folder come from `number`, the original trial's, so a retry keeps both; a seed-noise re-run
+    (`attrs` has noise_of) takes a seed of its own, derived from the config it re-runs.
     """
     stage = ctx.campaign.stage(ctx.stage)
+    attrs = attrs or {}
+    seed = derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, number)
+    if "noise_of" in attrs:
+        seed = derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, attrs["noise_of"], "noise", attrs["noise_seed"])
     params = sample_params(trial, ctx.campaign.space(ctx.variant))
     fixed: dict[str, Any] = {
         "variant": ctx.variant, "fraction": stage.fraction, "epochs": stage.epochs,
-        "seed": derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, number),
+        "seed": seed,
         "out_dir": str(trial_dir(ctx.artifacts, ctx.campaign.name, ctx.variant, ctx.stage, number)),
     }
     if ctx.device:
         fixed["device"] = ctx.device
-    cfg = TrainConfig.from_dict({**ctx.campaign.train.to_dict(), **params, **fixed})
+    base = ctx.campaign.train.to_dict()
+    if base["data"]["root"] is not None:  # the trial's config, and an export of it, name its data from anywhere
+        base["data"]["root"] = str(Path(base["data"]["root"]).expanduser().resolve())
+    cfg = TrainConfig.from_dict({**base, **params, **fixed})
     if resolve_device(cfg.device).type == "cpu":  # a share of the node's cores, decided as the trial starts
         cfg = cfg.replace(threads=threads_for(ctx.threads or cfg.threads)[0])
     return cfg
@@ -88,12 +100,14 @@ def objective_value(ctx: TrialContext, psnr: float, ssim: float) -> float:
 
 def run_trial(trial: Trial, ctx: TrialContext) -> float:
     """Train the trial's config; return the best epoch's objective value."""
-    number = original_number(frozen(trial.study, trial))
-    cfg = build_config(trial, ctx, number)
+    stored = frozen(trial.study, trial)
+    number = original_number(stored)
+    cfg = build_config(trial, ctx, number, stored.user_attrs)
     is_retry = number != trial.number
     last = Path(cfg.out_dir) / "last.pt"
     trial.set_user_attr("worker", worker_name())
     trial.set_user_attr("config", cfg.to_dict())
+    note_config(trial, cfg.to_dict())  # readable on the dashboard's trial page
     trial.set_user_attr("checkpoint", str(Path(cfg.out_dir) / "best.pt"))
     trial.set_user_attr("seed", cfg.seed)
     if cfg.threads:
@@ -110,6 +124,8 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
         trial.report(objective_value(ctx, e.val_psnr, e.val_ssim), e.epoch)
         epochs.append(_epoch_attrs(e))
         trial.set_user_attr("epochs", epochs)
+        if ctx.on_epoch is not None:
+            ctx.on_epoch(trial, e)
         if ctx.stage == "quick" and trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {e.epoch}")
 
@@ -123,6 +139,8 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
     trial.set_user_attr("start_epoch", result.start_epoch)
     trial.set_user_attr("val_psnr", result.best_psnr)
     trial.set_user_attr("val_ssim", result.best_ssim)
+    trial.set_user_attr("trivial_psnr", round(result.trivial_psnr, 4))  # each patch's mean: the reference
+    trial.set_user_attr("trivial_ssim", round(result.trivial_ssim, 5))
     trial.set_user_attr("best_epoch", result.best_epoch)
     trial.set_user_attr("param_count", result.params)
     trial.set_user_attr("device", result.device)

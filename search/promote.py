@@ -8,10 +8,15 @@ enqueue happen under the full study's lock, so running promote twice, or from tw
 the same moment, still enqueues each config once (Optuna's enqueue_trial(skip_if_exists=True)
 alone is not atomic and duplicates under concurrency).
 
-Promotion waits for the quick stage to end: while trials run, wait or remain in its budget, the
-best configs so far are not the stage's best, and promoting again later would add the new best
-beside the early picks (more than top_k full runs). `partial=True` promotes from what has
-finished anyway; `sarsweep promote --wait` polls until each variant's quick stage ends.
+With seed noise measured (campaign noise_seeds), every config whose quick value lies within the
+quick stage's noise band of the top_k-th's is promoted too, up to full.max_k in all: the quick
+stage cannot tell those apart from the k-th, so the full stage should. Each says so.
+
+Promotion waits for the quick stage to end (its seed-noise re-runs included): while trials run,
+wait or remain in its budget, the best configs so far are not the stage's best, and promoting
+again later would add the new best beside the early picks (more than top_k full runs).
+`partial=True` promotes from what has finished anyway; `sarsweep promote --wait` polls until each
+variant's quick stage ends.
 """
 
 from __future__ import annotations
@@ -19,12 +24,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from models.errors import QuickUnfinished
 from search.campaign import CampaignConfig
+from search.noise import Band, band, is_noise
 from search.studies import load_stage_study, stage_progress
 from storage import study_lock
 from storage.optuna_internals import study_id
@@ -40,11 +45,20 @@ class Promotion:
     params: dict[str, object]
     enqueued: bool
     """False when an earlier promote had already enqueued this config."""
+    within_noise: float | None = None
+    """Promoted beyond top_k: the quick noise band its value lies within of the top_k-th's."""
+
+    def why(self, top_k: int, kth: float | None) -> str:
+        """' (within the quick noise band 0.21 of the 3rd config, 17.3000)', or ''."""
+        if self.within_noise is None or kth is None:
+            return ""
+        return f" (within the quick stage's noise band {self.within_noise:.2f} of config {top_k}, {kth:.4f})"
 
 
-def best_distinct(study: optuna.Study, k: int) -> list[FrozenTrial]:
-    """Top-k COMPLETE trials by value, skipping any whose params repeat a better one's."""
-    ranked = sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+def ranked_distinct(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """COMPLETE trials by value, best first, skipping any whose params repeat a better one's (a
+    retry's, a seed-noise re-run's)."""
+    ranked = sorted((t for t in trials if t.state == TrialState.COMPLETE and not is_noise(t)),
                     key=lambda t: (-float(t.value), t.number))  # type: ignore[arg-type]
     picked, seen = [], set()
     for t in ranked:
@@ -52,9 +66,22 @@ def best_distinct(study: optuna.Study, k: int) -> list[FrozenTrial]:
         if key not in seen:
             seen.add(key)
             picked.append(t)
-        if len(picked) == k:
-            break
     return picked
+
+
+def picks(trials: list[FrozenTrial], k: int, most: int, noise: Band | None) -> list[tuple[FrozenTrial, float | None]]:
+    """The top k distinct configs, then each next one whose value lies within the noise band of
+    the k-th's (up to `most` in all), with the band it was taken within (None for the top k)."""
+    ranked = ranked_distinct(trials)
+    chosen: list[tuple[FrozenTrial, float | None]] = [(t, None) for t in ranked[:k]]
+    if noise is None or len(ranked) <= k:
+        return chosen
+    kth = float(ranked[k - 1].value)  # type: ignore[arg-type]
+    for t in ranked[k:most]:
+        if float(t.value) < kth - noise.spread:  # type: ignore[arg-type]
+            break
+        chosen.append((t, noise.spread))
+    return chosen
 
 
 def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: int | None = None,
@@ -65,25 +92,31 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
     the lock, so of workers that all see the stage end, one promotes."""
     quick = load_stage_study(storage, campaign, variant, "quick")
     full = load_stage_study(storage, campaign, variant, "full")
-    progress = stage_progress(quick.get_trials(deepcopy=False), campaign.quick.trials)
+    trials = quick.get_trials(deepcopy=False)
+    progress = stage_progress(trials, campaign.quick_budget(), campaign, "quick")
     if progress.left and not partial:
         if progress.running:
             grace = heartbeat_of(storage)[1]
             ages = heartbeat_ages(storage, study_id(quick)).values()
             progress.lost = sum(1 for age in ages if is_stale(age, grace))
         raise QuickUnfinished(variant, progress, progress.sentence())
-    picks = best_distinct(quick, top_k or campaign.full.top_k)
+    k = top_k or campaign.full.top_k
+    chosen = picks(trials, k, max(k, campaign.full.most), band(trials))
     results = []
     with study_lock(storage, full.study_name):
         done = {t.user_attrs.get("promoted_from_trial") for t in full.get_trials(deepcopy=False)} - {None}
         if first_only and done:
             return []
-        for t in picks:
+        for t, within in chosen:
             fresh = t.number not in done
             if fresh:
-                full.enqueue_trial(t.params, user_attrs={
-                    "promoted_from_study": quick.study_name, "promoted_from_trial": t.number,
-                    "quick_value": t.value,
-                })
-            results.append(Promotion(variant, t.number, float(t.value), t.params, fresh))  # type: ignore[arg-type]
+                attrs = {"promoted_from_study": quick.study_name, "promoted_from_trial": t.number,
+                         "quick_value": t.value}
+                if within is not None:
+                    attrs["promoted_within_noise"] = within
+                if "reference" in t.user_attrs:
+                    attrs["reference"] = t.user_attrs["reference"]
+                full.enqueue_trial(t.params, user_attrs=attrs)
+            results.append(Promotion(variant, t.number, float(t.value), t.params, fresh,  # type: ignore[arg-type]
+                                     within))
     return results

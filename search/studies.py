@@ -27,8 +27,9 @@ log = logging.getLogger("sarsweep.search")
 
 
 def best_complete(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The COMPLETE trial with the highest value (the lowest number among equals), or None."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    """The COMPLETE trial with the highest value (the lowest number among equals), or None. A
+    seed-noise re-run is never it: picking the luckiest seed of a config flatters it."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and "noise_of" not in t.user_attrs]
     return max(done, key=lambda t: (float(t.value), -t.number)) if done else None  # type: ignore[arg-type]
 
 
@@ -46,10 +47,12 @@ class StageProgress:
     lost: int = 0
     """Running trials past the grace period without a heartbeat: their worker is gone, and they
     end only when a worker or `sarsweep reaper` retries them."""
+    noise: int = 0
+    """Seed-noise re-runs of the stage's best config still to be queued (search/noise.py)."""
 
     @property
     def left(self) -> int:
-        return self.running + self.waiting + self.unclaimed
+        return self.running + self.waiting + self.unclaimed + self.noise
 
     def sentence(self) -> str:
         running = f"{self.running} running"
@@ -58,19 +61,27 @@ class StageProgress:
                     else "whose worker is gone")
             running += f" {gone}, for a worker or `sarsweep reaper` to retry"
         parts = [text for n, text in ((self.running, running), (self.waiting, f"{self.waiting} waiting"),
-                                      (self.unclaimed, f"{self.unclaimed} not started")) if n]
+                                      (self.unclaimed, f"{self.unclaimed} not started"),
+                                      (self.noise, f"{self.noise} seed-noise re-run(s) to come")) if n]
         return f"{', '.join(parts)}; {self.finished} finished"
 
 
-def stage_progress(trials: list[FrozenTrial], budget: int | None) -> StageProgress:
+def stage_progress(trials: list[FrozenTrial], budget: int | None, campaign: CampaignConfig | None = None,
+                   stage: str = "quick") -> StageProgress:
     """Counted from a stage's trials; `budget` is a quick stage's (None for a full stage, which runs
     only what waits). Originals are trials that are no retry, as the claim counts them. A RUNNING
-    trial counts as running even when its worker died: the reaper retries it."""
+    trial counts as running even when its worker died: the reaper retries it. With `campaign`,
+    the seed-noise re-runs still to be queued count too (they end the stage)."""
+    from search.noise import pending
+
     count = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
     originals = sum(1 for t in trials if not is_retry(t))
-    return StageProgress(count[TrialState.RUNNING], count[TrialState.WAITING],
-                         0 if budget is None else max(0, budget - originals),
-                         count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.FAIL])
+    progress = StageProgress(count[TrialState.RUNNING], count[TrialState.WAITING],
+                             0 if budget is None else max(0, budget - originals),
+                             count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.FAIL])
+    if campaign is not None:
+        progress.noise = pending(trials, campaign, stage, progress.left)
+    return progress
 
 
 def derived_seed(*parts: object) -> int:
@@ -84,8 +95,31 @@ def stage_attrs(campaign: CampaignConfig, variant: str, stage: str) -> dict[str,
     return {
         "campaign": campaign.name, "variant": variant, "stage": stage, "fraction": s.fraction,
         "epochs": s.epochs, "objective": campaign.objective, "fingerprint": campaign.fingerprint(),
-        "budget": getattr(s, "trials", None), "top_k": getattr(s, "top_k", None),
+        "budget": campaign.quick_budget() if stage == "quick" else None, "top_k": getattr(s, "top_k", None),
     }
+
+
+class AfterWarmupPruner(optuna.pruners.BasePruner):
+    """`inner`, but a trial is judged only from one epoch after its own warmup ends.
+
+    A trial in warmup trains at a fraction of its learning rate: judged against trials already at
+    full rate it looks worse than it is (the seed's warmup-3 config was pruned at epoch 2). So
+    a trial warmed up for W epochs is first judged at epoch W + 1, whatever the stage's pruner
+    start. Reference configs and seed-noise re-runs are never pruned: they are measurements."""
+
+    def __init__(self, inner: optuna.pruners.BasePruner, warmup: int) -> None:
+        self.inner, self.warmup = inner, warmup
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or any(key in trial.user_attrs for key in UNPRUNED_ATTRS):
+            return False
+        if step < int(trial.params.get("warmup_epochs", self.warmup)) + 1:
+            return False
+        return self.inner.prune(study, trial)
+
+
+UNPRUNED_ATTRS = ("reference", "noise_of")
 
 
 def make_pruner(campaign: CampaignConfig, stage: str) -> optuna.pruners.BasePruner:
@@ -93,17 +127,25 @@ def make_pruner(campaign: CampaignConfig, stage: str) -> optuna.pruners.BasePrun
         return optuna.pruners.NopPruner()
     epochs = campaign.quick.epochs
     if campaign.quick.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
-    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))
+        inner: optuna.pruners.BasePruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=epochs)
+    else:
+        inner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 4))
+    return AfterWarmupPruner(inner, campaign.train.warmup_epochs)
 
 
 def make_sampler(campaign: CampaignConfig, variant: str, worker_index: int | None) -> optuna.samplers.BaseSampler:
+    """TPE with constant_liar: a worker's sampler treats the trials running on other workers as if
+    they had done badly, so parallel workers do not propose points next to each other (what
+    Optuna recommends for distributed runs). bench/sampler_spread.py measured the closeness of
+    8 workers' concurrent proposals with and without it, and with multivariate TPE too: no
+    difference beyond its run-to-run spread (docs/search-quality.md), so multivariate stays off."""
     # Workers must not share a seed: TPE's random start-up trials would repeat across them.
     # An explicit worker index makes a run reproducible; without one the process id is mixed in.
     import os
 
     index = worker_index if worker_index is not None else f"pid{os.getpid()}"
-    return optuna.samplers.TPESampler(seed=derived_seed(campaign.quick.sampler_seed, variant, index))
+    return optuna.samplers.TPESampler(seed=derived_seed(campaign.quick.sampler_seed, variant, index),
+                                      constant_liar=True)
 
 
 def _check(study: optuna.Study, campaign: CampaignConfig, variant: str, stage: str) -> None:
@@ -124,18 +166,41 @@ def _check(study: optuna.Study, campaign: CampaignConfig, variant: str, stage: s
 
 
 def ensure_study(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str) -> tuple[optuna.Study, bool]:
-    """Create the study with its attrs if absent (under the study lock), else check it. Returns (study, created)."""
+    """Create the study with its attrs if absent (under the study lock), else check it, and queue
+    the campaign's reference configs a quick study does not hold yet. Returns (study, created)."""
     name = campaign.study_name(variant, stage)
     with study_lock(storage, name):
         try:
             study = optuna.load_study(study_name=name, storage=storage)
+            created = False
         except KeyError:
             study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
             for key, value in stage_attrs(campaign, variant, stage).items():
                 study.set_user_attr(key, value)
-            return study, True
-    _check(study, campaign, variant, stage)
-    return study, False
+            created = True
+        if not created:
+            _check(study, campaign, variant, stage)
+        if stage == "quick":
+            queue_references(study, campaign)
+        describe_study(study, campaign, variant, stage)
+    return study, created
+
+
+def describe_study(study: optuna.Study, campaign: CampaignConfig, variant: str, stage: str) -> None:
+    from search.dashboard import describe_study as describe  # optuna-dashboard: only `init` pays its import
+
+    describe(study, campaign, variant, stage)
+
+
+def queue_references(study: optuna.Study, campaign: CampaignConfig) -> list[str]:
+    """Enqueue each reference config the study holds none of (call under its lock); their names."""
+    held = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False)}
+    queued = []
+    for name, params in campaign.reference.items():
+        if name not in held:
+            study.enqueue_trial(params, user_attrs={"reference": name})
+            queued.append(name)
+    return queued
 
 
 def load_stage_study(

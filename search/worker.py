@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import Trial, TrialState
 
 from models.errors import CheckpointError, ConfigError, NonFiniteLossError, OutputError
+from search import noise
 from search.campaign import CampaignConfig
 from search.room import RoomCheck, check_writable
 from search.signals import WorkerStopped, handled, raise_if_stopped, stop_on_signals
@@ -39,6 +40,7 @@ from storage.trials import (
     FailKind,
     Heartbeat,
     ReaperThread,
+    Refill,
     claim_through_outage,
     fail,
     retry_later,
@@ -48,6 +50,7 @@ from storage.trials import (
 
 if TYPE_CHECKING:
     from training.data import SplitData  # imports torch, which work() does not need
+    from training.trainer import EpochResult
 
 log = logging.getLogger("sarsweep.worker")
 
@@ -94,14 +97,16 @@ class StudySource:
     """Trials of one study: a quick stage's up to its budget, a full stage's waiting ones."""
 
     def __init__(self, study: optuna.Study, storage: ResilientRDBStorage, budget: int | None, create_new: bool,
-                 objective: Objective, claim_check: Callable[[LockConnection], None] | None = None) -> None:
+                 objective: Objective, claim_check: Callable[[LockConnection], None] | None = None,
+                 refill: Refill | None = None, tag: str | None = None) -> None:
         self.study, self.storage, self.budget, self.create_new = study, storage, budget, create_new
-        self.objective, self.claim_check = objective, claim_check
+        self.objective, self.claim_check, self.refill, self.tag = objective, claim_check, refill, tag
         self.studies = [study]
         self.serves = study.study_name
 
     def claim(self) -> Claimed | None:
-        trial = claim_through_outage(self.study, self.storage, self.budget, self.create_new, self.claim_check)
+        trial = claim_through_outage(self.study, self.storage, self.budget, self.create_new, self.claim_check,
+                                     self.refill, self.tag)
         return None if trial is None else Claimed(self.study, trial, self.objective)
 
     def idle(self) -> str | None:
@@ -154,14 +159,16 @@ def _free_cuda_memory() -> None:
 def work(
     study: optuna.Study, storage: ResilientRDBStorage, stage: str, budget: int | None, objective: Objective,
     on_trial: Callable[[Trial, TrialState], None] | None = None, before_claim: Callable[[], None] | None = None,
-    claim_check: Callable[[LockConnection], None] | None = None,
+    claim_check: Callable[[LockConnection], None] | None = None, refill: Refill | None = None,
+    tag: str | None = None,
 ) -> WorkerSummary:
     """The worker loop over one study and any objective (serve() with a StudySource).
 
     A quick stage creates trials up to its budget; a full stage runs only what waits.
     `before_claim` runs before each claim, `claim_check` inside it under the study lock when
-    there is a trial to claim; what either raises ends the loop with no trial claimed."""
-    source = StudySource(study, storage, budget, stage == "quick", objective, claim_check)
+    there is a trial to claim; what either raises ends the loop with no trial claimed. `refill`
+    may queue more when the study runs dry (storage.trials.claim)."""
+    source = StudySource(study, storage, budget, stage == "quick", objective, claim_check, refill, tag)
     return serve(source, storage, on_trial, before_claim)
 
 
@@ -210,6 +217,7 @@ def run_worker(
     device: str | None = None, worker_index: int | None = None, progress: bool | None = None,
     create_study: bool = False, on_trial: Callable[[Trial, TrialState], None] | None = None,
     on_data: Callable[[SplitData], None] | None = None, threads: int | None = None,
+    on_epoch: Callable[[Trial, EpochResult], None] | None = None,
 ) -> WorkerSummary:
     """Run trials of (variant, stage) until the study is done or a signal stops the worker.
     `on_data` is shown the stage's data once it is prepared."""
@@ -222,7 +230,7 @@ def run_worker(
     if resolve_device(device or campaign.train.device).type == "cpu":  # no GPU here: one line, exit 2
         register()  # counted among this node's trainers from now, before its first trial takes its share
     study = load_stage_study(storage, campaign, variant, stage, worker_index, create=create_study)
-    budget = campaign.quick.trials if stage == "quick" else None
+    budget = campaign.quick_budget() if stage == "quick" else None
     # Prepared once: a DataError stops the worker before it has claimed any trial.
     data = load_data(campaign.train.data, campaign.stage(stage).fraction)
     if on_data is not None:
@@ -236,6 +244,7 @@ def run_worker(
 
     check_writable(artifacts)  # before the artifact store is made
     ctx = TrialContext(campaign, variant, stage, artifacts, data, device, progress, artifact_store(artifacts),
-                       threads)
+                       threads, on_epoch)
     return work(study, storage, stage, budget, lambda trial: run_trial(trial, ctx), finished,
-                lambda: check_writable(artifacts), RoomCheck(storage, campaign, variant, artifacts))
+                lambda: check_writable(artifacts), RoomCheck(storage, campaign, variant, artifacts),
+                noise.refill(study, campaign, stage), noise.NOISE_ATTR)

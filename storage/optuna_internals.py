@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 TrialModel = _models.TrialModel
 TrialSystemAttributeModel = _models.TrialSystemAttributeModel
 StudyUserAttributeModel = _models.StudyUserAttributeModel
+TrialUserAttributeModel = _models.TrialUserAttributeModel
 TrialHeartbeatModel = _models.TrialHeartbeatModel
 
 RETRY_ATTR = "failed_trial"
@@ -120,6 +121,7 @@ def missing() -> list[str]:
     columns = {TrialModel: ("trial_id", "study_id", "state", "number"),
                TrialSystemAttributeModel: ("trial_id", "key", "value_json"),
                StudyUserAttributeModel: ("study_id", "key", "value_json"),
+               TrialUserAttributeModel: ("trial_id", "key", "value_json"),
                TrialHeartbeatModel: ("trial_id", "heartbeat")}
     for model, names in columns.items():
         problems += [f"optuna.storages._rdb.models.{model.__name__}.{c} is gone" for c in names

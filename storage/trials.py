@@ -41,7 +41,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from storage.locks import LockConnection, locked_transaction
 from storage.optuna_internals import forget_cached_trials, rdb_of, study_id, study_storage, trial_id
 from storage.optuna_internals import tell as tell_quietly
-from storage.queries import claim_counts
+from storage.queries import StudyCounts, claim_counts, study_counts
 from storage.rdb import ResilientRDBStorage, heartbeat_of
 
 log = logging.getLogger("sarsweep.trials")
@@ -150,11 +150,12 @@ def signals_deferred() -> Iterator[None]:
 # ---- claim ---------------------------------------------------------------------------------------
 
 UnderLock = Callable[[LockConnection], None]
+Refill = Callable[[StudyCounts], bool]
 _last_reap: dict[tuple[int, str], float] = {}
 
 
 def claim(study: optuna.Study, storage: ResilientRDBStorage, budget: int | None, create_new: bool = True,
-          under_lock: UnderLock | None = None) -> Trial | None:
+          under_lock: UnderLock | None = None, refill: Refill | None = None, tag: str | None = None) -> Trial | None:
     """The next trial to run, or None when the study has nothing left (exact under concurrency).
 
     Waiting trials (promoted configs, retries) come first. With `create_new`, new trials are then
@@ -166,7 +167,9 @@ def claim(study: optuna.Study, storage: ResilientRDBStorage, budget: int | None,
 
     `under_lock` runs once there is a trial to claim, still under the lock (its storage calls go
     through the lock's transaction, the PostgreSQL connection of which it is given), so it sees
-    every trial claimed before this one; what it raises rolls the claim back.
+    every trial claimed before this one; what it raises rolls the claim back. `refill` runs, under
+    the lock too, when the study has nothing left to claim (its counts, with trials of user attr
+    `tag` counted): it may queue more trials (a stage's seed-noise re-runs) and says whether it did.
     """
     key = (id(storage), study.study_name)
     with locked_transaction(storage, study.study_name) as conn:
@@ -175,11 +178,15 @@ def claim(study: optuna.Study, storage: ResilientRDBStorage, budget: int | None,
             if reaped:
                 reap_locked(study, conn)  # a dead peer's trial is failed and its retry queued before we count
                 _last_reap[key] = time.monotonic()
-            waiting, originals, current = claim_counts(storage, study_id(study), conn)
-            limit = current if current is not None else budget  # the study's, as `init` last set it
-            if not waiting and (not create_new or limit is None or originals >= limit):
+            counts = study_counts(storage, study_id(study), conn, tag)
+            waiting = counts.waiting
+            limit = counts.budget if counts.budget is not None else budget  # the study's, as `init` last set it
+            if not waiting and (not create_new or limit is None or counts.originals >= limit):
                 if not reaped:
                     reaped = True
+                    continue
+                if refill is not None and refill(counts):
+                    refill = None  # queued: count again, once
                     continue
                 return None
             break
@@ -207,7 +214,8 @@ def claim(study: optuna.Study, storage: ResilientRDBStorage, budget: int | None,
 
 
 def claim_through_outage(study: optuna.Study, storage: ResilientRDBStorage, budget: int | None,
-                         create_new: bool = True, under_lock: UnderLock | None = None) -> Trial | None:
+                         create_new: bool = True, under_lock: UnderLock | None = None, refill: Refill | None = None,
+                         tag: str | None = None) -> Trial | None:
     """claim() that waits out a database outage instead of ending the worker.
 
     The storage's own calls already wait (ResilientRDBStorage); a claim runs them in the study
@@ -215,7 +223,7 @@ def claim_through_outage(study: optuna.Study, storage: ResilientRDBStorage, budg
     like them, marks the recovery that holds back reaping)."""
     def attempt(_n: int) -> Trial | None:
         with signals_deferred():
-            return claim(study, storage, budget, create_new, under_lock)
+            return claim(study, storage, budget, create_new, under_lock, refill, tag)
 
     return storage.through_outage("a trial claim", attempt)
 

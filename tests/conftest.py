@@ -124,6 +124,7 @@ def tiny_campaign_dict(name: str = "t", **overrides: Any) -> dict[str, Any]:
                    "weight_decay": {"low": 1e-6, "high": 1e-3, "log": True}},
         "quick": {"fraction": 1.0, "epochs": 1, "trials": 4, "pruner": "none"},
         "full": {"fraction": 1.0, "epochs": 1, "top_k": 2},
+        "noise_seeds": 0,  # seed-noise re-runs have tests of their own (tests/search/test_trust.py)
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(campaign.get(key), dict):

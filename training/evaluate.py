@@ -4,7 +4,9 @@
     sarsweep evaluate --checkpoint runs/train_sentinel1/best.pt    # its own validation split
 
 With `data`, every raster under that folder is cut and normalised exactly as the checkpoint's
-config says (kind, band, patch size, stride, clip percentiles): a held-out test set. Without it,
+config says (kind, band, patch size, stride, clip percentiles), scored whole (a last window flush
+with the right and bottom borders where the stride stops short: every pixel is in a patch; the
+count of pixels scored is reported): a held-out test set. Without it,
 the checkpoint's own validation patches, scored as its run scored them, so the numbers repeat
 the ones the run reported (a check that the file is the run it claims to be).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from training.inference import (
     resolve_device,
     score_batches,
 )
+from training.metrics import trivial_scores
 
 
 @dataclass
@@ -43,6 +47,12 @@ class FileScore:
     psnr: float
     """Mean over the file's patches, dB."""
     ssim: float
+    trivial_psnr: float = 0.0
+    """The trivial reconstruction's (each patch's mean) on the same patches: the reference."""
+    trivial_ssim: float = 0.0
+    pixels: int | None = None
+    """Pixels of the file inside a scored patch (with --data), of pixels_total."""
+    pixels_total: int | None = None
 
 
 @dataclass
@@ -62,6 +72,12 @@ class Evaluation:
     psnr: float
     """Mean over all patches (as the trainer's validation averages), dB."""
     ssim: float
+    trivial_psnr: float = 0.0
+    """The trivial reconstruction (each patch's mean) on the same patches: what psnr means beside."""
+    trivial_ssim: float = 0.0
+    pixels: int | None = None
+    """Pixels inside a scored patch (held-out data: all of them but no-data), of pixels_total."""
+    pixels_total: int | None = None
     files: list[FileScore] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     device: str = "cpu"
@@ -73,22 +89,24 @@ class Evaluation:
 
 # How the command line spells the data fields an evaluation may change.
 OPTION = {"data.root": "--data", "data.include": "--include", "data.patch_size": "--patch-size",
-          "data.stride": "--stride"}
+          "data.stride": "--stride", "data.on_error": "--on-error"}
 
 
 def eval_config(cfg: TrainConfig, data: str | None, include: list[str] | None,
-                patch_size: int | None, stride: int | None) -> TrainConfig:
+                patch_size: int | None, stride: int | None, on_error: str | None = None) -> TrainConfig:
     """The checkpoint's config with the evaluation data swapped in, validated like any config; an
     error names the option (a patch size the model cannot take: `--patch-size`)."""
     changes: dict[str, Any] = {}
     if data is not None:  # held-out rasters are scored whole, per file, whatever held out its validation
-        changes.update(root=data, split="files")
+        changes.update(root=data, split="files", cover_borders=True)
     if include:
         changes["include"] = include
     if patch_size is not None:
         changes["patch_size"] = patch_size
     if stride is not None:
         changes["stride"] = stride
+    if on_error is not None:
+        changes["on_error"] = on_error
     if not changes:
         return cfg
     try:
@@ -99,13 +117,14 @@ def eval_config(cfg: TrainConfig, data: str | None, include: list[str] | None,
 
 def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str] | None = None,
              patch_size: int | None = None, stride: int | None = None, device: str = "auto",
-             preview: Path | None = None, preview_patches: int = 8) -> Evaluation:
+             preview: Path | None = None, preview_patches: int = 8, on_error: str | None = None) -> Evaluation:
     """Score `checkpoint` on the rasters under `data` (all of them), or on its validation split."""
     started = time.perf_counter()
     state = load_checkpoint(checkpoint)
     trained_cfg = config_of(state, checkpoint)
     if data is None:  # the split is by file among those that yield patches: other patches, other split
-        for option, value in (("--include", include), ("--patch-size", patch_size), ("--stride", stride)):
+        for option, value in (("--include", include), ("--patch-size", patch_size), ("--stride", stride),
+                              ("--on-error", on_error)):
             if value is not None:
                 raise ConfigError(option, "only with --data; the validation split is the one its run used")
         root = trained_cfg.data.root
@@ -114,7 +133,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
                             "run from where it trained, or pass --data")
     else:
         require_dir(data, "--data")
-    cfg = eval_config(trained_cfg, data, include, patch_size, stride)
+    cfg = eval_config(trained_cfg, data, include, patch_size, stride, on_error)
     prepared = prepare(cfg.data)
     if data is None:
         chosen = validation_indices(prepared, cfg.data)
@@ -131,16 +150,27 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
     dtype = amp_dtype(cfg.precision, target)
     # Batch by batch from the patch cache's memory map: a test set need not fit in memory.
     size = eval_batch_size(cfg.batch_size)
-    batches = (torch.from_numpy(np.ascontiguousarray(prepared.patches[chosen[i:i + size]]))
-               for i in range(0, len(chosen), size))
-    psnrs, ssims = score_batches(net, batches, dtype, target)
+    def batches() -> Iterator[torch.Tensor]:
+        return (torch.from_numpy(np.ascontiguousarray(prepared.patches[chosen[i:i + size]]))
+                for i in range(0, len(chosen), size))
+
+    psnrs, ssims = score_batches(net, batches(), dtype, target)
+    trivial = [trivial_scores(batch.float()) for batch in batches()]
+    trivial_psnrs, trivial_ssims = torch.cat([t[0] for t in trivial]), torch.cat([t[1] for t in trivial])
 
     owner = prepared.patch_file[chosen]
     counts = np.bincount(owner, minlength=len(prepared.files))
-    psnr_sums = np.bincount(owner, weights=psnrs.cpu().numpy(), minlength=len(prepared.files))
-    ssim_sums = np.bincount(owner, weights=ssims.cpu().numpy(), minlength=len(prepared.files))
-    files = [FileScore(prepared.files[i], int(counts[i]), float(psnr_sums[i] / counts[i]),
-                       float(ssim_sums[i] / counts[i])) for i in np.flatnonzero(counts)]
+
+    def per_file(values: torch.Tensor) -> np.ndarray:
+        return np.bincount(owner, weights=values.cpu().numpy(), minlength=len(prepared.files)) / np.maximum(counts, 1)
+
+    means = [per_file(v) for v in (psnrs, ssims, trivial_psnrs, trivial_ssims)]
+    files = []
+    for i in np.flatnonzero(counts):
+        name = prepared.files[i]
+        covered, total = prepared.pixels.get(name, (None, None))
+        files.append(FileScore(name, int(counts[i]), *(float(m[i]) for m in means), covered, total))
+    pixels = [prepared.pixels[f.file] for f in files if f.file in prepared.pixels]
     if preview is not None and preview_patches > 0:
         title = (f"{cfg.variant} on {Path(data).name if data else 'its validation split'}: "
                  f"PSNR {float(psnrs.mean()):.2f} dB, SSIM {float(ssims.mean()):.4f}")
@@ -149,7 +179,11 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
         checkpoint=str(checkpoint), variant=cfg.variant, params=int(state.get("params", 0)),
         epoch=int(state.get("epoch", 0)), trained={k: float(v) for k, v in state.get("metrics", {}).items()},
         data=where, patch_size=cfg.data.patch_size, stride=cfg.data.effective_stride, patches=len(chosen),
-        psnr=float(psnrs.mean()), ssim=float(ssims.mean()), files=files, skipped=list(prepared.skipped),
+        psnr=float(psnrs.mean()), ssim=float(ssims.mean()), trivial_psnr=float(trivial_psnrs.mean()),
+        trivial_ssim=float(trivial_ssims.mean()),
+        pixels=sum(p[0] for p in pixels) if pixels else None,
+        pixels_total=sum(p[1] for p in pixels) if pixels else None,
+        files=files, skipped=list(prepared.skipped),
         device=str(target), seconds=time.perf_counter() - started,
     )
 
@@ -167,9 +201,13 @@ def _render(net: torch.nn.Module, patches: np.ndarray, chosen: np.ndarray, count
 
 def report_lines(ev: Evaluation, per_file: bool = False) -> list[str]:
     """What `sarsweep evaluate` prints: what was scored, the per-file table if asked, the result."""
+    covered = ""
+    if ev.pixels is not None and ev.pixels_total:
+        share = 100 * ev.pixels / ev.pixels_total
+        covered = f", {ev.pixels:,} of their {ev.pixels_total:,} pixels in a scored patch ({share:.1f} %)"
     lines = [f"{ev.checkpoint}: {ev.variant}, {ev.params:,} parameters, epoch {ev.epoch}; "
              f"{ev.patches:,} patches of {ev.patch_size}x{ev.patch_size} (stride {ev.stride}) from "
-             f"{len(ev.files)} file(s) of {ev.data}, on {ev.device} in {ev.seconds:.1f} s"]
+             f"{len(ev.files)} file(s) of {ev.data}{covered}, on {ev.device} in {ev.seconds:.1f} s"]
     if ev.skipped:
         lines.append(f"skipped {len(ev.skipped)} unreadable file(s): {', '.join(ev.skipped[:5])}"
                      + (" ..." if len(ev.skipped) > 5 else ""))
@@ -180,5 +218,7 @@ def report_lines(ev: Evaluation, per_file: bool = False) -> list[str]:
     trained = ev.trained
     run = (f" (its run's validation: PSNR {trained['val_psnr']:.2f} dB, SSIM {trained['val_ssim']:.4f})"
            if {"val_psnr", "val_ssim"} <= trained.keys() else "")
-    lines.append(f"PSNR {ev.psnr:.2f} dB, SSIM {ev.ssim:.4f}{run}")
+    lines.append(f"PSNR {ev.psnr:.2f} dB, SSIM {ev.ssim:.4f}{run}; the trivial reference on the same patches (each "
+                 f"patch's mean): PSNR {ev.trivial_psnr:.2f} dB, SSIM {ev.trivial_ssim:.4f}, so the model is "
+                 f"{ev.psnr - ev.trivial_psnr:+.2f} dB over it")
     return lines

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from models.errors import DeviceError
-from training.metrics import psnr, ssim
+from training.metrics import psnr, ssim, trivial_scores
 
 
 def resolve_device(name: str) -> torch.device:
@@ -76,6 +76,18 @@ def _forward(net: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> 
     with autocast(batch.device, dtype):
         out = net(batch)
     return out.float().clamp(0.0, 1.0)
+
+
+def trivial_score(patches: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean PSNR and SSIM over `patches` of the trivial reconstruction (each patch's mean): the
+    reference a model's figures mean something beside (search.report shows model - trivial)."""
+    psnrs, ssims = [], []
+    with torch.no_grad():
+        for batch in patches.split(batch_size):
+            p, s = trivial_scores(batch.float())
+            psnrs.append(p)
+            ssims.append(s)
+    return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
 
 
 def score(net: nn.Module, patches: torch.Tensor, batch_size: int,

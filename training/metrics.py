@@ -39,3 +39,15 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return s.flatten(1).mean(dim=1)
+
+
+def mean_image(target: torch.Tensor) -> torch.Tensor:
+    """Each image replaced by its own mean, per channel: the trivial reconstruction a model must
+    beat (a constant patch scores a PSNR of 10 log10(1 / variance))."""
+    return target.double().mean(dim=(-2, -1), keepdim=True).expand_as(target)
+
+
+def trivial_scores(target: torch.Tensor, data_range: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image PSNR and SSIM of the trivial reconstruction (mean_image) of `target`."""
+    trivial = mean_image(target)
+    return psnr(trivial, target, data_range), ssim(trivial, target, data_range)

@@ -3,7 +3,7 @@
 Reads top to bottom like nanoGPT's train.py: build, (resume), then per epoch: shuffle, steps
 (warmup LR, forward, loss, backward, clip, step), validate, checkpoint, callback. The callback
 gets an EpochResult after the epoch's checkpoint state is taken; an exception it raises (a pruner's, say)
-ends the run and propagates. Checkpoints and previews are written by a background thread (BackgroundWriter)
+ends the run and propagates. Checkpoints and previews are written by a background thread (training/writer.py)
 while the next epoch trains; every write has finished by the time `train` returns or raises.
 Run from the shell as `sarsweep train --config run.yaml`.
 """
@@ -14,8 +14,6 @@ import contextlib
 import functools
 import math
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,7 +31,17 @@ from training.checkpoint import FORMAT, checkpoint_bytes, config_of, held_bytes,
 from training.config import TrainConfig
 from training.data import SplitData, cache_root, load_data
 from training.files import ensure_free, ensure_writable
-from training.inference import amp_dtype, autocast, eval_batch_size, memory_format, reconstruct, resolve_device, score
+from training.inference import (
+    amp_dtype,
+    autocast,
+    eval_batch_size,
+    memory_format,
+    reconstruct,
+    resolve_device,
+    score,
+    trivial_score,
+)
+from training.writer import BackgroundWriter, host_copy
 
 # Fields a resumed run may change: where it runs and how long it goes on.
 RESUMABLE_CHANGES = {"epochs", "out_dir", "device", "compile", "threads"}
@@ -59,6 +67,10 @@ class EpochResult:
 class TrainResult:
     best_psnr: float
     best_ssim: float
+    trivial_psnr: float
+    """Val PSNR of the trivial reconstruction (each patch's mean) on the same patches: the
+    reference best_psnr means something beside."""
+    trivial_ssim: float
     best_epoch: int
     params: int
     best_path: Path
@@ -127,6 +139,8 @@ class Run:
         self.epoch = 0
         self.best: dict[str, float] = {"psnr": -math.inf, "ssim": 0.0, "epoch": 0}
         self.history: list[EpochResult] = []
+        # The reference the run's figures mean something beside, on the same validation patches.
+        self.trivial = trivial_score(self.val_x, eval_batch_size(cfg.batch_size))
         # Non-finite checks force a host sync; on CUDA they are batched.
         self.check_every = 32 if on_cuda else 1
 
@@ -203,7 +217,8 @@ class Run:
             "params": self.params, "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(), "rng": rng, "best": dict(self.best),
             "history": [asdict(h) for h in self.history],
-            "metrics": {"val_psnr": self.best["psnr"], "val_ssim": self.best["ssim"]},
+            "metrics": {"val_psnr": self.best["psnr"], "val_ssim": self.best["ssim"],
+                        "trivial_psnr": self.trivial[0], "trivial_ssim": self.trivial[1]},
         }
 
     def save(self, out_dir: Path, is_best: bool, writer: BackgroundWriter) -> None:
@@ -220,10 +235,10 @@ class Run:
 
         writer.submit(write)
 
-    def restore(self, path: Path) -> None:
-        state = load_checkpoint(path)
-        saved = config_of(state, path).to_dict()
-        wanted = self.cfg.to_dict()
+    def restore(self, path: Path, state: dict[str, Any] | None = None) -> None:
+        """Continue from last.pt at `path` (`state`: that file, loaded already)."""
+        state = state if state is not None else load_checkpoint(path)
+        saved, wanted = same_root(config_of(state, path).to_dict(), self.cfg.to_dict())
         for key in sorted(set(saved) | set(wanted)):
             if key not in RESUMABLE_CHANGES and saved.get(key) != wanted.get(key):
                 raise CheckpointError(
@@ -241,72 +256,14 @@ class Run:
         self.history = [EpochResult(**h) for h in state["history"]]
 
 
-def host_copy(obj: Any) -> Any:
-    """A copy of a nest of dicts/lists/tensors whose tensors live in host memory, detached from
-    the live ones (which the next optimizer step changes in place)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: host_copy(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [host_copy(v) for v in obj]
-    return obj
+def same_root(saved: dict[str, Any], wanted: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two configs with data.root resolved in both: a trial records it absolute since 0.2, and
+    a retry must still resume a last.pt whose config recorded the relative root it was given."""
+    def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
+        root = cfg["data"].get("root")
+        return cfg if root is None else {**cfg, "data": {**cfg["data"], "root": str(Path(root).expanduser().resolve())}}
 
-
-class BackgroundWriter:
-    """Runs file-writing jobs (checkpoints, previews, their uploads) on one background thread,
-    in the order submitted, while the training thread goes on with the next epoch.
-
-    For the 23.5M-parameter attention model with Adam, last.pt is ~280 MB: written in line, every
-    epoch, it idles the GPU for the disk's time; a preview costs its PNG encoding and an upload.
-    Jobs get host copies of what they write, and checkpoints are still written atomically, so a
-    reader (or a resume after kill -9) sees the previous whole file or the new whole file. The
-    first failure is re-raised in the training thread by the next `submit` or by `wait`.
-    """
-
-    def __init__(self) -> None:
-        self.jobs: queue.Queue[Callable[[], object] | None] = queue.Queue()
-        self.error: BaseException | None = None
-        self.thread: threading.Thread | None = None
-
-    def _run(self) -> None:
-        while True:
-            job = self.jobs.get()
-            try:
-                if job is None:
-                    return
-                if self.error is None:  # after a failure the rest is skipped, and wait() raises
-                    job()
-            except BaseException as exc:  # noqa: BLE001 - handed to the training thread
-                self.error = exc
-            finally:
-                self.jobs.task_done()
-
-    def _raise(self) -> None:
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
-
-    def submit(self, job: Callable[[], object]) -> None:
-        self._raise()
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._run, name="background-writer", daemon=True)
-            self.thread.start()
-        self.jobs.put(job)
-
-    def wait(self) -> None:
-        """Block until every submitted job has run; re-raise the first failure."""
-        if self.thread is not None:
-            self.jobs.join()
-        self._raise()
-
-    def close(self) -> None:
-        if self.thread is not None:
-            self.jobs.join()
-            self.jobs.put(None)
-            self.thread.join()
-            self.thread = None
-        self._raise()
+    return resolved(saved), resolved(wanted)
 
 
 def train(
@@ -329,6 +286,9 @@ def train(
     started = time.perf_counter()
     out_dir = Path(cfg.out_dir)
     resolve_device(cfg.device)  # a device this machine lacks is an error before minutes of data preparation
+    last = Path(resume) if isinstance(resume, (str, Path)) else out_dir / "last.pt"
+    # A truncated or foreign last.pt is an error before minutes of data preparation, too.
+    saved = load_checkpoint(last) if isinstance(resume, (str, Path)) or (resume and last.is_file()) else None
     data = data if data is not None else load_data(cfg.data, cfg.fraction)  # a data error writes nothing
     if on_data is not None:
         on_data(data)
@@ -336,9 +296,8 @@ def train(
     ensure_writable(out_dir)
     ensure_free(out_dir, checkpoint_bytes(cfg.variant, cfg.model_kwargs) - held_bytes(out_dir), "its checkpoints")
     run = Run(cfg, data)
-    last = Path(resume) if isinstance(resume, (str, Path)) else out_dir / "last.pt"
-    if isinstance(resume, (str, Path)) or (resume and last.is_file()):
-        run.restore(last)
+    if saved is not None:
+        run.restore(last, saved)
     start_epoch = run.epoch
     if start_epoch == 0:  # a run started over in a used folder: the earlier run's last-epoch preview would stay
         (out_dir / "preview-last.png").unlink(missing_ok=True)
@@ -348,7 +307,8 @@ def train(
     finally:
         writer.close()  # also when a callback (a pruner, a signal) ends the run: last.pt is whole
     return TrainResult(
-        best_psnr=run.best["psnr"], best_ssim=run.best["ssim"], best_epoch=int(run.best["epoch"]),
+        best_psnr=run.best["psnr"], best_ssim=run.best["ssim"], trivial_psnr=run.trivial[0],
+        trivial_ssim=run.trivial[1], best_epoch=int(run.best["epoch"]),
         params=run.params, best_path=out_dir / "best.pt", last_path=out_dir / "last.pt",
         device=str(run.device), start_epoch=start_epoch, history=run.history,
         seconds=time.perf_counter() - started,

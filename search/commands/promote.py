@@ -55,10 +55,12 @@ def run(args: argparse.Namespace) -> int:
             pending.remove(variant)
             if not promotions:
                 print(f"{variant}: no COMPLETE quick trial to promote")
+            k = args.top_k or campaign.full.top_k
+            kth = promotions[k - 1].quick_value if len(promotions) >= k else None
             for p in promotions:
                 state = "enqueued" if p.enqueued else "already promoted"
                 print(f"{variant}: quick trial {p.quick_trial} (value {p.quick_value:.4f}) {state} "
-                      f"in {campaign.study_name(variant, 'full')}", flush=True)
+                      f"in {campaign.study_name(variant, 'full')}{p.why(k, kth)}", flush=True)
         if not pending or not args.wait:
             break
         time.sleep(args.poll or 30.0)

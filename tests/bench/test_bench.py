@@ -86,3 +86,18 @@ def test_cpu_threads_smoke() -> None:
     for way in ("launch", "plain", "all cores"):
         assert re.search(rf"^{way}\s+\d+\.\d{{3}}\s+\d+$", out, re.M), out
     assert re.search(r"^ratio epoch s / launch's: plain \d+\.\d\d \(goal <= 1\.3\), all cores \d+\.\d\d$", out, re.M)
+
+
+def test_sampler_spread_smoke() -> None:
+    out = bench("bench/sampler_spread.py", "--smoke")
+    for setting in ("independent", "constant_liar", "liar+multivariate"):
+        assert re.search(rf"^{re.escape(setting)}\s+\d+\.\d%\s+\d+\.\d-\d+\.\d\s+\d+\.\d{{3}}\s+\d+\.\d{{3}}\s", out, re.M), out
+    assert out.strip().splitlines()[-2].startswith("ratio close share / independent: ")
+
+
+def test_search_quality_smoke() -> None:
+    out = bench("bench/search_quality.py", "--smoke")
+    for arm in ("sarsweep", "random", "asha"):
+        assert re.search(rf"^baseline\s+{arm}\s+\d+\s+\d+\.\d\s+\d+\.\d\d \(", out, re.M), out
+    assert re.search(r"^baseline\s+trivial\s+\d+\.\d\d\s+\d+\.\d\d$", out, re.M), out
+    assert re.search(r"^ratio baseline sarsweep - random \(held-out S1\): [+-]\d+\.\d\d dB", out, re.M), out

@@ -89,8 +89,10 @@ def test_claims_follow_the_documented_priority(pg_url: str, write_campaign, tmp_
     study("attention", "full").ask()  # attention full: one running on another worker
     served = [(v, s) for v in FOUR for s in ("quick", "full")]
     source = CampaignSource(storage, campaign, served, tmp_path / "art")
+    # ... and the rest, in the campaign's order: a claim there reaps, or queues seed-noise re-runs
     assert source.order() == [("residual", "full"), ("resnet_lite", "quick"), ("residual", "quick"),
-                              ("attention", "quick"), ("baseline", "quick"), ("attention", "full")]
+                              ("attention", "quick"), ("baseline", "quick"), ("baseline", "full"),
+                              ("resnet_lite", "full"), ("attention", "full")]
 
 
 def test_a_killed_campaign_worker_s_full_run_is_resumed_by_another(pg_url: str, write_campaign,

@@ -54,7 +54,9 @@ def test_a_held_out_scene_is_scored_per_file_as_scikit_image_scores_it(trained: 
 
     # One file, scored independently: the checkpoint's model, scikit-image's PSNR and SSIM.
     cfg = TrainConfig.from_dict(load_checkpoint(trained)["config"])
-    prepared = prepare(cfg.replace(data={**cfg.to_dict()["data"], "root": str(s1 / TEST_SCENE)}).data)
+    # Cut as evaluate --data cuts held-out rasters: whole, with windows flush with the far borders.
+    prepared = prepare(cfg.replace(data={**cfg.to_dict()["data"], "root": str(s1 / TEST_SCENE),
+                                         "cover_borders": True}).data)
     busiest = max(range(len(result.files)), key=lambda i: result.files[i].patches)
     index = prepared.files.index(result.files[busiest].file)
     x = torch.from_numpy(np.ascontiguousarray(prepared.patches[prepared.patch_file == index]))
@@ -167,4 +169,21 @@ def test_a_run_split_by_tiles_scores_held_out_rasters_whole_and_per_file(tsx: Pa
     assert {f.file.split("@")[0] for f in own.files} == {"entire_sar2sar_noisy.png"} and len(own.files) >= 2
     held = evaluate(best, data=str(tsx), include=["crop_noisy_test_image_data.png"], stride=16)
     assert [f.file for f in held.files] == ["crop_noisy_test_image_data.png"]
-    assert held.patches == ((664 - 32) // 16 + 1) * ((760 - 32) // 16 + 1)  # every window of the 760 x 664 rendering
+    # Every window of the 760 x 664 rendering, and one more flush with each far border (632 and
+    # 728 are no multiples of 16): every pixel is scored, and the count says so.
+    assert held.patches == ((664 - 32) // 16 + 2) * ((760 - 32) // 16 + 2)
+    assert held.pixels == held.pixels_total == 760 * 664 and held.files[0].pixels == 760 * 664
+
+
+def test_a_sentinel1_model_scored_per_file_on_terrasarx_renderings(trained: Path, tsx: Path, tmp_path: Path) -> None:
+    """The cross-sensor form docs/data.md shows: --include picks the PNG renderings only, --per-file
+    gives one row each, --json holds the same figures."""
+    pngs = sorted(p.name for p in tsx.glob("*.png"))
+    done = run_cli("evaluate", "--checkpoint", str(trained), "--per-file", "--data", str(tsx), "--include", "*.png",
+                   "--json", str(tmp_path / "scores.json"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads((tmp_path / "scores.json").read_text())
+    assert sorted(Path(f["file"]).name for f in figures["files"]) == pngs and len(pngs) == 4
+    assert sum(f["patches"] for f in figures["files"]) == figures["patches"] > 0
+    for row in figures["files"]:
+        assert f"{row['psnr']:.2f}" in done.stdout

@@ -87,12 +87,45 @@ def test_npy_complex_pairs_match_the_amplitude_file(tsx: Path, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("name", ["entire_sar2sar_noisy.png", "entire_noisy.png", "crop_noisy_test_image_data.png"])
-def test_png_renderings_are_only_scaled(tsx: Path, name: str) -> None:
+def test_png_renderings_follow_the_normalisation_options(tsx: Path, name: str, tmp_path: Path) -> None:
+    """Renderings were only divided by 255, whatever clip_percentiles, kind and nodata said. Under
+    kind auto their display values are clipped at the percentiles and scaled (no log); kind
+    amplitude reads them as physical values, exactly as the same numbers in a .npy read."""
     pixels = np.asarray(Image.open(tsx / name))
+    grey = (pixels if pixels.ndim == 2 else pixels[..., 0]).astype(np.float64)  # RGBA with grey content
+    lo, hi = np.percentile(grey, [1.0, 99.0])
     out = read_raster(tsx / name, cfg())
-    grey = pixels if pixels.ndim == 2 else pixels[..., 0]  # RGBA with grey content
     assert out.shape == (1, *grey.shape)
-    np.testing.assert_allclose(out[0], grey / 255.0, atol=1e-6)
+    np.testing.assert_allclose(out[0], np.clip((grey - lo) / (hi - lo), 0, 1), atol=1e-6)
+    lo, hi = grey.min(), grey.max()
+    np.testing.assert_allclose(read_raster(tsx / name, cfg(clip_percentiles=[0.0, 100.0]))[0],
+                               (grey - lo) / (hi - lo), atol=1e-6)
+    np.save(tmp_path / "same.npy", grey)
+    for kind in ("amplitude", "intensity"):
+        np.testing.assert_array_equal(read_raster(tsx / name, cfg(kind=kind)), read_raster(tmp_path / "same.npy",
+                                                                                            cfg(kind=kind)))
+    dark = read_raster(tsx / name, cfg(nodata=float(grey.min())))  # the darkest grey value as no data
+    assert np.isnan(dark[0][grey == grey.min()]).all() and np.isfinite(dark[0][grey != grey.min()]).all()
+
+
+def test_a_rendering_refuses_kind_complex_and_says_once_that_colour_was_converted(
+        tsx: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(RasterReadError, match=r"data\.kind: complex does not apply to a PNG/JPEG rendering"):
+        read_raster(tsx / "crop_noisy_test_image_data.png", cfg(kind="complex"))
+    rgb = np.asarray(Image.open(tsx / "coordinates_noisy_test_image_data.png").convert("L"))
+    coloured = np.stack([rgb, rgb // 2, rgb // 3], axis=-1).astype(np.uint8)
+    Image.fromarray(coloured).save(tmp_path / "colour.png")
+    (tmp_path / "rgba.png").symlink_to(tsx / "entire_noisy.png")  # a path this process has not read yet
+    with caplog.at_level("WARNING", logger="sarsweep.data"):
+        for _ in range(2):
+            out = read_raster(tmp_path / "colour.png", cfg(clip_percentiles=[0.0, 100.0]))
+        read_raster(tmp_path / "rgba.png", cfg())
+    said = [r.getMessage() for r in caplog.records]
+    assert said.count(f"{tmp_path / 'colour.png'} is a RGB picture: read as one band, colour averaged (mean of R, "
+                      "G, B)") == 1  # once, not at every read
+    assert f"{tmp_path / 'rgba.png'} is a RGBA picture: read as one band, its grey band kept, alpha dropped" in said
+    mean = coloured.astype(np.float64).mean(axis=-1)
+    np.testing.assert_allclose(out[0], (mean - mean.min()) / (mean.max() - mean.min()), atol=1e-6)
 
 
 def test_every_sample_file_reads_into_the_unit_interval(sar_data: Path) -> None:

@@ -207,7 +207,7 @@ def test_compiled_training_saves_plain_weights_and_resumes_eagerly(tiny_config, 
 
 
 def test_background_writer_keeps_order_and_hands_back_the_first_failure() -> None:
-    from training.trainer import BackgroundWriter
+    from training.writer import BackgroundWriter
 
     done: list[int] = []
     writer = BackgroundWriter()

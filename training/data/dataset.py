@@ -51,6 +51,8 @@ class PreparedData:
     """Patches left out for more no-data pixels than data.max_nodata."""
     across_tiles: int = 0
     """Windows left out for crossing a tile border (split: tiles)."""
+    pixels: dict[str, list[int]] = field(default_factory=dict)
+    """With data.cover_borders, per file: [pixels inside a kept patch, pixels of the raster]."""
 
 
 @dataclass
@@ -109,6 +111,7 @@ def _cache_relevant(cfg: DataConfig, root: Path, sources: list[Path]) -> dict[st
         **{k: getattr(cfg, k) for k in ("kind", "channels", "band", "patch_size", "small_chips",
                                         "clip_percentiles", "nodata", "max_nodata", "split", "tile_size",
                                         "on_error")},
+        **({"cover_borders": True} if cfg.cover_borders else {}),  # entries made before it stay valid
         "stride": cfg.effective_stride,
     }
 
@@ -139,10 +142,15 @@ class _Cutter:
         self.groups: dict[str, int] = {}
         self.nodata_dropped = 0
         self.across_tiles = 0
+        self.pixels: dict[str, list[int]] = {}
 
     def rows(self, rel: str, image: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         cfg, gaps = self.cfg, bool(np.isnan(image).any())
-        for row in patch_rows(image, cfg.patch_size, cfg.effective_stride, cfg.small_chips):
+        # Which pixels lie in a kept patch, when every pixel is meant to (cover_borders): a mask
+        # of one byte a pixel, the size of the raster's own float32 band divided by four.
+        covered = np.zeros(image.shape[-2:], bool) if cfg.cover_borders else None
+        size = cfg.patch_size
+        for row in patch_rows(image, size, cfg.effective_stride, cfg.small_chips, cfg.cover_borders):
             keep = np.ones(len(row.lefts), bool)
             if cfg.split == "tiles":
                 keep, column = within_tiles(row, cfg.patch_size, cfg.tile_size)
@@ -153,6 +161,9 @@ class _Cutter:
                 keep &= ~empty
             if not keep.any():
                 continue
+            if covered is not None:
+                for left in row.lefts[keep].tolist():
+                    covered[row.top:row.top + size, left:left + size] = True
             patches = row.patches if keep.all() else row.patches[keep]
             if gaps:
                 np.nan_to_num(patches, copy=False, nan=0.0)
@@ -164,6 +175,8 @@ class _Cutter:
             else:
                 owner = np.full(len(patches), self._group(rel), np.int32)
             yield patches, owner
+        if covered is not None:
+            self.pixels[rel] = [int(covered.sum()), int(image.shape[-2] * image.shape[-1])]
 
     def _group(self, name: str) -> int:
         return self.groups.setdefault(name, len(self.groups))
@@ -186,7 +199,7 @@ def _write_patches(cfg: DataConfig, root: Path, sources: list[Path], array_path:
     atomic_write(array_path, lambda tmp: write_npy_rows(tmp, chunks(), row))
     owner = np.concatenate(owners) if owners else np.empty(0, np.int32)
     return {"files": list(cutter.groups), "skipped": skipped, "patch_file": owner.tolist(), "sources": len(sources),
-            "nodata_dropped": cutter.nodata_dropped, "across_tiles": cutter.across_tiles}
+            "nodata_dropped": cutter.nodata_dropped, "across_tiles": cutter.across_tiles, "pixels": cutter.pixels}
 
 
 def prepare(cfg: DataConfig) -> PreparedData:
@@ -210,7 +223,7 @@ def prepare(cfg: DataConfig) -> PreparedData:
         patches, index = cached
         return PreparedData(patches, np.asarray(index["patch_file"], np.int32), index["files"], index["skipped"],
                             array_path, index.get("sources"), index.get("nodata_dropped", 0),
-                            index.get("across_tiles", 0))
+                            index.get("across_tiles", 0), index.get("pixels", {}))
 
 
 def _make_entry(cfg: DataConfig, root: Path, sources: list[Path], relevant: dict[str, Any], directory: Path,

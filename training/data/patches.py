@@ -19,8 +19,18 @@ class Row:
     """(n, C, size, size), a new array (free to change in place)."""
 
 
-def patch_rows(image: np.ndarray, size: int, stride: int, small: str = "skip") -> Iterator[Row]:
-    """The `size`x`size` windows at `stride`, one row of windows at a time.
+def window_starts(length: int, size: int, stride: int, cover: bool = False) -> np.ndarray:
+    """Where windows of `size` start along a side of `length`, every `stride`; with `cover`, one
+    more flush with the far border when the stride stops short of it (every pixel in a window)."""
+    starts = np.arange(0, length - size + 1, stride)
+    if cover and len(starts) and starts[-1] != length - size:
+        starts = np.append(starts, length - size)
+    return starts
+
+
+def patch_rows(image: np.ndarray, size: int, stride: int, small: str = "skip", cover: bool = False) -> Iterator[Row]:
+    """The `size`x`size` windows at `stride`, one row of windows at a time (with `cover`, also
+    those flush with the right and bottom borders: see window_starts).
 
     A row at a time keeps a large scene cut at a small stride from holding all its overlapping
     windows (stride 4 on 32 px patches is 64 times the scene) in memory at once. An image smaller
@@ -34,8 +44,8 @@ def patch_rows(image: np.ndarray, size: int, stride: int, small: str = "skip") -
         c, h, w = image.shape
     if h < size or w < size:
         return
-    lefts = np.arange(0, w - size + 1, stride)
-    for top in range(0, h - size + 1, stride):
+    lefts = window_starts(w, size, stride, cover)
+    for top in window_starts(h, size, stride, cover).tolist():
         yield Row(top, lefts, np.stack([image[:, top : top + size, x : x + size] for x in lefts]))
 
 

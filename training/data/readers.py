@@ -2,8 +2,12 @@
 
 GeoTIFF (tifffile) and .npy hold physical values: complex (complex dtype, or I/Q channel pairs),
 amplitude or intensity. They become amplitude, then log, then are clipped at per-band robust
-percentiles and scaled to [0, 1]. PNG/JPEG are 8-bit renderings that are already scaled: they
-are only divided by their dtype's maximum.
+percentiles and scaled to [0, 1]. PNG/JPEG are renderings: with `kind: auto` their grey values
+are display values already (log-like), so they are clipped at the same percentiles and scaled
+to [0, 1] in their own scale, without a log; `kind: amplitude` or `intensity` says the grey
+values are physical, and they take the physical path. `kind: complex` cannot apply to them (a
+rendering holds no phase) and is refused. A colour file is made one band (the mean of R, G and B;
+alpha dropped) and says so, once.
 
 Pixels without data (NaN, infinities, the file's GDAL_NODATA value or `data.nodata`) take no
 part in the percentiles and come out as NaN; cutting patches drops those with too many of them.
@@ -11,6 +15,7 @@ part in the percentiles and come out as NaN; cutting patches drops those with to
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +23,8 @@ import numpy as np
 
 from models.errors import RasterReadError
 from training.config import DataConfig
+
+log = logging.getLogger("sarsweep.data")
 
 PHYSICAL_SUFFIXES = {".tif", ".tiff", ".npy"}
 RENDERING_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -34,7 +41,9 @@ def load_array(path: Path) -> tuple[np.ndarray, str | None]:
             import tifffile
 
             with tifffile.TiffFile(path) as tif:
-                tag = tif.pages[0].tags.get(GDAL_NODATA_TAG) if len(tif.pages) else None
+                if not len(tif.pages):  # tifffile reads junk or a cut-off file as a TIFF of no image
+                    raise RasterReadError(path, "not a valid TIFF (no image in it: truncated, or no TIFF at all)")
+                tag = tif.pages[0].tags.get(GDAL_NODATA_TAG)
                 return np.asarray(tif.asarray()), None if tag is None else str(tag.value)
         if suffix == ".npy":
             return np.load(path, allow_pickle=False), None
@@ -181,17 +190,59 @@ def select_bands(bands: Bands, cfg: DataConfig, path: Path) -> Bands:
     raise RasterReadError(path, f"has {n} polarisation band(s); data.channels is {cfg.channels}")
 
 
-def read_rendering(arr: np.ndarray, path: Path) -> np.ndarray:
-    """8-bit (or 16-bit) picture -> one band in [0, 1]; colour is averaged, alpha dropped."""
+_said_converted: set[str] = set()
+
+
+def rendering_band(arr: np.ndarray, path: Path) -> np.ndarray:
+    """An 8-bit (or 16-bit) picture's one grey band, float64 in its own units (0 to the dtype's
+    maximum): colour averaged, alpha dropped, each said once per file and process."""
     if not np.issubdtype(arr.dtype, np.integer):
         raise RasterReadError(path, f"expected an integer image, got dtype {arr.dtype}")
-    scale = float(np.iinfo(arr.dtype).max)
-    if arr.ndim == 3:
-        colour = arr[..., :3] if arr.shape[-1] in (3, 4) else arr[..., :1]
-        arr = colour.mean(axis=-1)
-    elif arr.ndim != 2:
+    if arr.ndim == 2:
+        return arr.astype(np.float64)
+    if arr.ndim != 3:
         raise RasterReadError(path, f"unexpected image shape {arr.shape}")
-    return (arr / scale).astype(np.float32)[None]
+    colour = arr[..., :3] if arr.shape[-1] in (3, 4) else arr[..., :1]
+    if str(path) not in _said_converted:
+        _said_converted.add(str(path))
+        grey = colour.shape[-1] == 1 or bool((colour == colour[..., :1]).all())
+        what = {1: "grey", 2: "grey with alpha", 3: "RGB", 4: "RGBA"}.get(arr.shape[-1], f"{arr.shape[-1]}-channel")
+        how = "its grey band kept" if grey else "colour averaged (mean of R, G, B)"
+        log.warning("%s is a %s picture: read as one band, %s%s", path, what, how,
+                    ", alpha dropped" if arr.shape[-1] in (2, 4) else "")
+    return colour.mean(axis=-1)
+
+
+def stretch_band(band: np.ndarray, percentiles: list[float], out: np.ndarray, missing: np.ndarray | None) -> None:
+    """Display values `band` -> `out` in [0, 1]: clipped at the given percentiles of the pixels
+    with data and scaled, without a log (a rendering's values are display values already)."""
+    out[...] = 0.0
+    values = band if missing is None else band[~missing]
+    if not values.size:
+        return
+    lo, hi = np.percentile(values, percentiles)
+    if hi > lo:
+        out[...] = np.clip((band - lo) / (hi - lo), 0.0, 1.0)
+
+
+def read_rendering(arr: np.ndarray, path: Path, cfg: DataConfig) -> np.ndarray:
+    """A PNG/JPEG -> (1, H, W) float32 in [0, 1], NaN where a pixel is the no-data value."""
+    if cfg.kind == "complex":
+        raise RasterReadError(path, "data.kind: complex does not apply to a PNG/JPEG rendering (it holds no "
+                                    "phase); use kind: auto, amplitude or intensity")
+    grey = rendering_band(arr, path)
+    nodata = None if cfg.nodata == "auto" else cfg.nodata  # a picture declares none
+    missing = grey == nodata if nodata is not None else None
+    if missing is not None and not missing.any():
+        missing = None
+    out = np.empty((1, *grey.shape), dtype=np.float32)
+    if cfg.kind == "auto":
+        stretch_band(grey, cfg.clip_percentiles, out[0], missing)
+    else:  # the grey values are physical amplitude or intensity, as the config says
+        normalise_band(to_amplitude(grey, cfg.kind), cfg.clip_percentiles, out[0], missing)
+    if missing is not None:
+        out[:, missing] = np.nan
+    return out
 
 
 def read_raster(path: str | Path, cfg: DataConfig) -> np.ndarray:
@@ -200,8 +251,7 @@ def read_raster(path: str | Path, cfg: DataConfig) -> np.ndarray:
     path = Path(path)
     arr, declared = load_array(path)
     if path.suffix.lower() in RENDERING_SUFFIXES:
-        bands = read_rendering(arr, path)
-        return select_bands(bands, cfg, path)
+        return select_bands(read_rendering(arr, path, cfg), cfg, path)
     # One polarisation at a time, only the chosen ones: a dual-pol scene of H x W uint16 pixels
     # (a Sentinel-1 GRD is ~25,000 x 16,700) is held as float64 one band at a time.
     nodata = declared_nodata(declared, path) if cfg.nodata == "auto" else cfg.nodata
