@@ -10,10 +10,13 @@ import logging
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
+import optuna
 from optuna.storages import RDBStorage
 
 from models.errors import SarsweepError
+from search.campaign import CampaignConfig
 from storage import artifact_store, redact
 
 log = logging.getLogger("sarsweep.dashboard")
@@ -46,3 +49,54 @@ def check_listen(host: str, port: int) -> None:
         # create_server appends "(while attempting to bind on address ...)" to the reason; the option says that
         reason = os.strerror(exc.errno) if exc.errno and exc.errno > 0 else (exc.strerror or str(exc))
         raise SarsweepError(f"--host {host} --port {port}: cannot listen there: {reason}") from None
+
+
+def metric_name(campaign: CampaignConfig) -> str:
+    """What the dashboard calls the objective (it said "Objective 0")."""
+    return "val_psnr_db" if campaign.objective == "psnr" else "val_ssim"
+
+
+def study_note(campaign: CampaignConfig, variant: str, stage: str) -> str:
+    """The study's note on its dashboard page: which campaign, stage and budget it is."""
+    s = campaign.stage(stage)
+    budget = (f"{campaign.quick_budget()} trials ({campaign.quick.trials} searched"
+              + (f", {len(campaign.reference)} reference config(s)" if campaign.reference else "") + ")"
+              if stage == "quick" else f"the top {campaign.full.top_k} quick configs (up to {campaign.full.most} "
+                                       "within the quick noise band)")
+    return "\n".join([
+        f"## {campaign.study_name(variant, stage)}",
+        "",
+        f"Campaign **{campaign.name}**, variant **{variant}**, **{stage}** stage: {s.fraction:g} of the training "
+        f"split, {s.epochs} epochs per trial, {budget}.",
+        f"Objective: validation {campaign.objective.upper()} of each trial's best epoch ({metric_name(campaign)}).",
+        f"Seed noise: the best config re-run with {campaign.noise_seeds} other seed(s) when the stage ends."
+        if campaign.noise_seeds else "Seed noise: not measured.",
+        "",
+        "Each trial's config is in its note; its previews are its artifacts (preview-epochNNN.png: input, "
+        "reconstruction, |error| of fixed validation patches).",
+    ])
+
+
+def describe_study(study: optuna.Study, campaign: CampaignConfig, variant: str, stage: str) -> None:
+    """Metric name and note on the study (for optuna-dashboard), where they differ from what it has."""
+    import warnings
+
+    from optuna_dashboard import get_note, save_note
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if study.metric_names != [metric_name(campaign)]:
+            study.set_metric_names([metric_name(campaign)])
+    note = study_note(campaign, variant, stage)
+    if get_note(study) != note:
+        save_note(study, note)
+
+
+def note_config(trial: optuna.Trial, config: dict[str, Any]) -> None:
+    """The trial's config as a YAML block in its dashboard note: the `config` user attr is one JSON
+    line that runs off the trial page."""
+    from optuna_dashboard import save_note
+
+    from training.config import dump_yaml
+
+    save_note(trial, f"### trial {trial.number}: config\n\n```yaml\n{dump_yaml(config).rstrip()}\n```\n")

@@ -69,6 +69,11 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
     study, trial = choose_trial(storage, campaign, variant, stage, number)
     cfg = TrainConfig.from_dict(trial.user_attrs["config"])
     cfg = cfg.replace(out_dir=f"runs/{study.study_name}.trial{trial.number}")
+    root = cfg.data.root
+    where = "generated scenes (data.root null)" if root is None else f"data.root {root}"
+    if root is not None and not Path(root).is_absolute():  # a trial of an older sarsweep recorded it as given
+        cfg = cfg.replace(data={**cfg.to_dict()["data"], "root": str(Path(root).expanduser().resolve())})
+        where = f"data.root {cfg.data.root} (recorded as {root}, resolved from {Path.cwd()})"
     a = trial.user_attrs
     lineage = (f"; promoted from {a['promoted_from_study']} trial {a['promoted_from_trial']}"
                if "promoted_from_study" in a else "")
@@ -80,6 +85,7 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
         f"data fraction {cfg.fraction}, {cfg.epochs} epochs, seed {cfg.seed}"
         + (f", {cfg.threads} CPU thread(s)" if cfg.threads else "") + lineage,
         f"sarsweep {_version('sarsweep')}, optuna {optuna.__version__}, exported {stamp}",
+        f"data: {where}, absolute: it retrains from any folder",
         f"retrain: sarsweep train --config {out.name}"
         + (f" (on the CPU with the same {cfg.threads} thread(s), which its result depends on; --threads "
            "changes that)" if cfg.threads else ""),

@@ -1,9 +1,9 @@
 """`sarsweep launch --gpus 0,1,2,3 [--per-gpu N] -- <worker args>`: one worker process per GPU slot.
 
 Each child is `sarsweep worker ...` with CUDA_VISIBLE_DEVICES set to its GPU, so each sees one
-device as cuda:0. Ctrl-C (or SIGTERM) is passed on to every child, which queues its running
-trial for retry, and launch waits for them all. With no GPU, `--gpus all` starts `--per-gpu`
-CPU workers.
+device as cuda:0; its lines come out behind `[w<index> gpu <GPU>]` (or `[w<index> cpu]`).
+Ctrl-C (or SIGTERM) is passed on to every child, which queues its running trial for retry, and
+launch waits for them all. With no GPU, `--gpus all` starts `--per-gpu` CPU workers.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import types
+from typing import IO, TextIO
 
 from models.errors import SarsweepError
 from training.threads import node_cores
@@ -72,11 +74,31 @@ def worker_commands(gpus: list[str], per_gpu: int, worker_args: list[str]) -> li
     return commands
 
 
+def prefix_of(index: int, env: dict[str, str]) -> str:
+    """'[w0 gpu 2] ', '[w1 cpu] ': which worker (and which of its GPUs) a line comes from."""
+    gpu = env.get("CUDA_VISIBLE_DEVICES", "")
+    return f"[w{index} {'gpu ' + gpu if gpu else 'cpu'}] "
+
+
+def relay(stream: IO[str], prefix: str, out: TextIO) -> None:
+    """Copy a child's lines to `out`, each behind its worker's prefix, as they come."""
+    for line in stream:
+        out.write(prefix + line)
+        out.flush()
+    stream.close()
+
+
 def launch(gpus: list[str], per_gpu: int, worker_args: list[str]) -> int:
     commands = worker_commands(gpus, per_gpu, worker_args)
     where = f"GPUs {','.join(gpus)}" if gpus else "the CPU (no GPU found)"
     print(f"launching {len(commands)} worker(s) on {where}", flush=True)
-    children = [subprocess.Popen(cmd, env=env) for cmd, env in commands]
+    children = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+                for cmd, env in commands]
+    relays = [threading.Thread(target=relay, args=(stream, prefix_of(i, env), out), daemon=True)
+              for i, (child, (_, env)) in enumerate(zip(children, commands, strict=True))
+              for stream, out in ((child.stdout, sys.stdout), (child.stderr, sys.stderr))]
+    for thread in relays:
+        thread.start()
     received: list[int] = []
 
     def forward(signum: int, _frame: types.FrameType | None) -> None:
@@ -91,6 +113,8 @@ def launch(gpus: list[str], per_gpu: int, worker_args: list[str]) -> int:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+    for thread in relays:
+        thread.join(10)
     stopped = [c for c in codes if c in (130, 143)] if received else []
     failed = [c for c in codes if c != 0 and c not in stopped]
     print(f"all workers exited ({len(codes) - len(failed) - len(stopped)} ok, {len(stopped)} stopped by "

@@ -13,3 +13,5 @@ def setup_process(prefix: str, level: int) -> None:
     is waiting on, without stopping its trial."""
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     logging.basicConfig(level=level, format=f"{prefix}: %(levelname)s: %(message)s")
+    # matplotlib says "generated new fontManager" at INFO the first time it builds its font cache.
+    logging.getLogger("matplotlib").setLevel(max(level, logging.WARNING))

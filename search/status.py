@@ -81,8 +81,8 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
                 None if started is None else max(0.0, (now - started).total_seconds()), ages.get(trial_id(t)),
                 _mean([e.get("seconds") for e in epochs]),
             ))
-    progress = stage_progress(trials, campaign.quick.trials if stage == "quick" else None)
-    to_start = progress.waiting + progress.unclaimed
+    progress = stage_progress(trials, campaign.quick_budget() if stage == "quick" else None, campaign, stage)
+    to_start = progress.waiting + progress.unclaimed + progress.noise
     status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs,
                             heartbeat_of(storage)[1])
     return status
@@ -150,6 +150,11 @@ def render_left(row: StageStatus) -> str:
     return "?" if left.seconds is None else "~" + duration(left.seconds)
 
 
+def value_text(value: float, objective: str) -> str:
+    """An objective value with its metric's fixed decimals: PSNR 2 (17.30, 17.19), SSIM 4."""
+    return f"{value:.2f}" if objective == "psnr" else f"{value:.4f}"
+
+
 def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
@@ -163,7 +168,7 @@ def render(rows: list[StageStatus], objective: str) -> str:
             lines.append(f"{r.variant:<12} {r.stage:<6} (no study yet: run `sarsweep init`)")
             continue
         c = r.counts
-        best = f"#{r.best_trial} {r.best_value:.4g}" if r.best_value is not None else "-"
+        best = f"#{r.best_trial} {value_text(r.best_value, objective)}" if r.best_value is not None else "-"
         params = " ".join(f"{k}={_fmt(v)}" for k, v in r.best_params.items())
         lines.append(f"{r.variant:<12} {r.stage:<6} {c['COMPLETE']:>4} {c['PRUNED']:>6} {c['FAIL']:>6} "
                      f"{c['RUNNING']:>7} {c['WAITING']:>7} {render_left(r):>9}  {best:<11} {params}")

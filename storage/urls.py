@@ -57,6 +57,8 @@ def parse(url: str) -> URL:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:
         raise StorageError(f"malformed storage URL {redact(url)}: {exc}".replace(url, redact(url))) from None
+    if parsed.drivername == "postgres":  # Heroku's and libpq's short form, which SQLAlchemy does not take
+        parsed = parsed.set(drivername="postgresql")
     if parsed.get_backend_name() not in SUPPORTED:
         raise StorageError(
             f"unsupported storage URL {redact(parsed)}: use postgresql://... or sqlite:///..."

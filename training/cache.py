@@ -41,7 +41,7 @@ from models.errors import OutputError
 from training.files import human_bytes, os_reason
 
 LOCK_NAME = ".lock"
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 """Of how data is prepared, part of every entry's key (2: no-data pixels out of the percentiles)."""
 LOCKS = "locks"
 

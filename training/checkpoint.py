@@ -44,14 +44,42 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    problem = file_problem(path)
+    if problem:
+        raise CheckpointError(f"cannot load checkpoint {path}: {problem}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except pickle.UnpicklingError:  # torch's own text advises weights_only=False: never for a file like this
+        raise CheckpointError(f"cannot load checkpoint {path}: not a sarsweep checkpoint (it holds objects no "
+                              "checkpoint holds, and loading them would run code)") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise CheckpointError(f"cannot load checkpoint {path}: {reason}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "config" not in state:
         raise CheckpointError(f"{path} is not a sarsweep checkpoint (format {FORMAT})")
     return state
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+"""How a zip archive, and so every checkpoint torch.save writes, begins."""
+
+
+def file_problem(path: Path) -> str | None:
+    """What is wrong with a file meant to be a checkpoint, in words, before torch reads it: empty,
+    truncated (a zip begun but not ended: a write cut short, a copy unfinished), or no checkpoint."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    if head != ZIP_MAGIC:
+        return "not a sarsweep checkpoint (not a file torch.save writes)"
+    if not zipfile.is_zipfile(path):
+        return f"the file is truncated ({size:,} bytes, its end missing: a write cut short or a copy not finished)"
+    return None
 
 
 def config_of(state: dict[str, Any], path: str | Path) -> TrainConfig:

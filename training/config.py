@@ -63,6 +63,9 @@ class DataConfig:
     """Step between patches; null = patch_size (no overlap)."""
     small_chips: Literal["skip", "pad"] = "skip"
     """Chips smaller than a patch: skip them, or pad them (mirror) up to one patch."""
+    cover_borders: bool = False
+    """Also cut a window flush with a raster's right and bottom borders where the stride stops short
+    of them, so every pixel lies in a patch (`sarsweep evaluate --data` scores rasters whole so)."""
     clip_percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
     """Per-image percentiles of log-amplitude mapped to 0 and 1 (values beyond are clipped)."""
     val_fraction: float = 0.2

@@ -22,7 +22,12 @@ BAND = 40
 """Pixels of the header band: the title, then the column names."""
 GAP = 2
 """White pixels around each panel, so neighbouring patches don't run into each other."""
-COLUMNS = ("input", "reconstruction", "|error|")
+ROWS = ("input", "reconstruction", "|error|")
+PER_BLOCK = 4
+"""Patches side by side in one block of three rows; more patches make more blocks, one below the
+other. Four patches give 640 x 520 px, close to the 4:3 of optuna-dashboard's artifact cards
+(200 px wide), so the thumbnail keeps panels of about 45 px: 3 columns of 4 patches stacked
+(480 x 680 px) left them about 35 px."""
 
 
 @functools.cache
@@ -40,23 +45,30 @@ def _panel(image: np.ndarray, vmax: float, colour: bool) -> Image.Image:
     return Image.fromarray(rgb, "RGB").resize((side, side), Image.Resampling.NEAREST)
 
 
-def render_preview(inputs: np.ndarray, outputs: np.ndarray, path: Path, title: str = "") -> Path:
-    """Write a (patches x 3) grid PNG of (N, C, H, W) arrays in [0, 1]; the first channel is shown.
+def preview_size(n: int) -> tuple[int, int]:
+    """(width, height) in pixels of the preview of n patches."""
+    blocks = max(1, -(-n // PER_BLOCK))
+    return min(max(n, 1), PER_BLOCK) * PANEL, blocks * len(ROWS) * PANEL + BAND
 
-    The error column shares one scale (its maximum over the shown patches) so rows compare.
+
+def render_preview(inputs: np.ndarray, outputs: np.ndarray, path: Path, title: str = "") -> Path:
+    """Write a PNG of (N, C, H, W) arrays in [0, 1], the first channel shown: each patch a column
+    of input, reconstruction and |error| (PER_BLOCK patches a block, blocks one below the other).
+
+    The error row shares one scale (its maximum over the shown patches) so patches compare.
     """
     n = len(inputs)
     error = np.abs(outputs - inputs)
     vmax_error = max(float(error[:, 0].max()), 1e-6) if n else 1.0
-    canvas = Image.new("RGB", (3 * PANEL, n * PANEL + BAND), "white")
+    canvas = Image.new("RGB", preview_size(n), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 4), title, fill="black")
-    for col, name in enumerate(COLUMNS):
-        draw.text((col * PANEL + 4, BAND - 16), name, fill="black")
-    for row in range(n):
-        panels = (_panel(inputs[row, 0], 1.0, False), _panel(outputs[row, 0], 1.0, False),
-                  _panel(error[row, 0], vmax_error, True))
-        for col, panel in enumerate(panels):
-            canvas.paste(panel, (col * PANEL + GAP, BAND + row * PANEL + GAP))
+    draw.text((4, BAND - 16), "rows: " + ", ".join(ROWS), fill="black")
+    for i in range(n):
+        block, col = divmod(i, PER_BLOCK)
+        panels = (_panel(inputs[i, 0], 1.0, False), _panel(outputs[i, 0], 1.0, False),
+                  _panel(error[i, 0], vmax_error, True))
+        for row, panel in enumerate(panels):
+            canvas.paste(panel, (col * PANEL + GAP, BAND + (block * len(ROWS) + row) * PANEL + GAP))
     # compress_level 1: speckle barely compresses anyway, and level 6 costs several times longer.
     return atomic_write(path, lambda tmp: canvas.save(tmp, format="PNG", compress_level=1))

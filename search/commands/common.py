@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 Subparsers = argparse._SubParsersAction  # argparse's own name for what add_subparsers returns
 
+DEVICE_HELP = "where to train or score: auto (CUDA when a GPU is visible, else the CPU), cpu, cuda or cuda:N"
+
 
 
 def sarsweep_version() -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from search.commands.common import Subparsers, at_least_one, open_storage_of, storage_args
+from search.commands.common import DEVICE_HELP, Subparsers, at_least_one, open_storage_of, storage_args
 
 
 def add(commands: Subparsers) -> None:
@@ -13,7 +13,7 @@ def add(commands: Subparsers) -> None:
     demo.add_argument("-o", "--output", default="best.yaml", help="where the best config goes (default best.yaml)")
     demo.add_argument("--trials", type=at_least_one, help="quick trials per variant (default 6)")
     demo.add_argument("--epochs", type=at_least_one, help="epochs of both stages (default 4 quick, 6 full)")
-    demo.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when available)")
+    demo.add_argument("--device", help=f"{DEVICE_HELP} (default auto)")
     storage_args(demo, artifacts=True)
     demo.set_defaults(func=run)
 

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from models.errors import UsageError
-from search.commands.common import Subparsers, load_campaign_of, open_storage_of, storage_args, variants_of
+from search.commands.common import (
+    DEVICE_HELP,
+    Subparsers,
+    load_campaign_of,
+    open_storage_of,
+    storage_args,
+    variants_of,
+)
 
 
 def add(commands: Subparsers) -> None:
@@ -23,7 +30,10 @@ def add(commands: Subparsers) -> None:
     evaluate.add_argument("--include", nargs="+", metavar="GLOB", help="files under --data (default: the config's)")
     evaluate.add_argument("--patch-size", type=int, help="default: the checkpoint's (a multiple of 8)")
     evaluate.add_argument("--stride", type=int, help="default: the checkpoint's")
-    evaluate.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    evaluate.add_argument("--device", help=DEVICE_HELP)
+    evaluate.add_argument("--on-error", choices=["raise", "skip"],
+                          help="a corrupt or unreadable file under --data: stop with one line naming it (raise, the "
+                               "default), or leave it out and say so (skip)")
     evaluate.add_argument("--per-file", action="store_true", help="print a line per file")
     evaluate.add_argument("--json", help="write every figure, per file too, to this JSON file")
     evaluate.add_argument("--preview", help="write input | reconstruction | error of 8 patches to this PNG")
@@ -48,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else trial_checkpoint_of(args)
     result = evaluate(checkpoint, data=args.data, include=args.include, patch_size=args.patch_size,
                       stride=args.stride, device=args.device or "auto",
-                      preview=Path(args.preview) if args.preview else None)
+                      preview=Path(args.preview) if args.preview else None, on_error=args.on_error)
     if args.json:
         text = json.dumps(result.to_dict(), indent=2) + "\n"
         atomic_write(Path(args.json), lambda tmp: tmp.write_text(text))

@@ -10,8 +10,9 @@ from search.commands.common import Subparsers, campaign_command, load_campaign_o
 
 def add(commands: Subparsers) -> None:
     export = campaign_command(commands, "export", "write a trial as a train config YAML")
-    export.add_argument("--variant", required=True)
-    export.add_argument("--stage", choices=["quick", "full"], help="default: full if it has a result, else quick")
+    export.add_argument("--variant", required=True, help="whose trial: one of the campaign's variants")
+    export.add_argument("--stage", choices=["quick", "full"],
+                        help="which stage's trial (default: full if it has a result, else quick)")
     export.add_argument("--trial", type=int, help="trial number (default: the best)")
     export.add_argument("-o", "--output", required=True, help="YAML file to write")
     export.set_defaults(func=run)

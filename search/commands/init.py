@@ -27,6 +27,10 @@ def run(args: argparse.Namespace) -> int:
     from storage.urls import resolve_url
 
     campaign = load_campaign_of(args)
+    if campaign.train.data.root is not None:  # now, not when the first worker starts
+        from training.files import require_dir
+
+        require_dir(campaign.train.data.root, f"{args.campaign}: train.data.root")
     role = args.readonly_role or os.environ.get("SARSWEEP_READONLY_ROLE") or None
     password = readonly_password(args) if role else None
     if role:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from models.errors import ConfigError, SarsweepError
-from search.commands.common import Subparsers, at_least_one
+from search.commands.common import DEVICE_HELP, Subparsers, at_least_one
 
 
 def add(commands: Subparsers) -> None:
@@ -18,7 +18,7 @@ def add(commands: Subparsers) -> None:
     fresh.add_argument("--overwrite", action="store_true",
                        help="start over in an OUT_DIR that holds an earlier run (refused without this)")
     train.add_argument("--out-dir", help="override out_dir (where best.pt and last.pt go)")
-    train.add_argument("--device", help="override device: auto, cpu, cuda, cuda:N")
+    train.add_argument("--device", help=f"{DEVICE_HELP} (default: the config's)")
     train.add_argument("--epochs", type=int, help="override epochs")
     train.add_argument("--threads", type=at_least_one,
                        help="CPU threads (default: the config's, else a share of this node's cores)")
@@ -76,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
         if kept and (out_dir / "last.pt").is_file():
             print(f"{out_dir} holds {kept}: the same command with --resume continues it", file=sys.stderr)
         raise
-    print(f"val PSNR {result.best_psnr:.2f} dB, SSIM {result.best_ssim:.4f} (best epoch {result.best_epoch}), "
-          f"{result.params:,} parameters, checkpoint {result.best_path}")
+    print(f"trivial reference on the same validation patches (each patch's mean): PSNR {result.trivial_psnr:.2f} "
+          f"dB, SSIM {result.trivial_ssim:.4f}")
+    print(f"val PSNR {result.best_psnr:.2f} dB, SSIM {result.best_ssim:.4f} (best epoch {result.best_epoch}; "
+          f"{result.best_psnr - result.trivial_psnr:+.2f} dB over the trivial), {result.params:,} parameters, "
+          f"checkpoint {result.best_path}")
     return 0
 
 

@@ -7,6 +7,7 @@ import argparse
 from typing import TYPE_CHECKING
 
 from search.commands.common import (
+    DEVICE_HELP,
     Subparsers,
     at_least_one,
     campaign_command,
@@ -26,16 +27,17 @@ if TYPE_CHECKING:
     from search.worker import WorkerSummary
     from storage.rdb import ResilientRDBStorage
     from training.data import SplitData
+    from training.trainer import EpochResult
 
 
 def add(commands: Subparsers) -> None:
     worker = campaign_command(commands, "worker", "run the campaign's trials (all studies, or those of --variant "
                                                   "and --stage) until it is done", artifacts=True)
     worker.add_argument("--variant", help="only this variant's studies (default: every variant)")
-    worker.add_argument("--stage", choices=["quick", "full"],
+    worker.add_argument("--stage", choices=["quick", "full"], metavar="{quick,full}",
                         help="only this stage (default both; with --variant too: that one study, which this "
                              "worker leaves when it has nothing to claim, as before campaign workers)")
-    worker.add_argument("--device", help="override the campaign's device: cpu, cuda, cuda:N")
+    worker.add_argument("--device", help=f"{DEVICE_HELP} (default: the campaign's train.device)")
     worker.add_argument("--worker-index", type=index, help="makes this worker's sampler seed reproducible")
     worker.add_argument("--threads", type=at_least_one,
                         help="CPU threads per trial (default: the campaign's, else $OMP_NUM_THREADS, else a share "
@@ -84,6 +86,12 @@ def trial_line(trial: Trial, state: TrialState, prefix: str = "") -> str:
     return f"{prefix}trial {trial.number} {state.name.lower()} {value}"
 
 
+def epoch_line(trial: Trial, e: EpochResult, epochs: int, prefix: str = "") -> str:
+    """One line per epoch a trial finishes: a worker is never silent for a whole trial."""
+    return (f"{prefix}trial {trial.number} epoch {e.epoch}/{epochs} val PSNR {e.val_psnr:.2f} dB SSIM "
+            f"{e.val_ssim:.4f} {e.seconds:.1f} s/epoch")
+
+
 def one_study(args: argparse.Namespace, storage: ResilientRDBStorage, campaign: CampaignConfig) -> WorkerSummary:
     from search.worker import run_worker
     from storage import artifacts_root
@@ -95,7 +103,8 @@ def one_study(args: argparse.Namespace, storage: ResilientRDBStorage, campaign: 
     return run_worker(storage, campaign, args.variant, args.stage, artifacts_root(args.artifacts),
                       device=args.device, worker_index=args.worker_index,
                       on_trial=lambda t, s: print(trial_line(t, s), flush=True), on_data=data_line,
-                      threads=args.threads)
+                      threads=args.threads,
+                      on_epoch=lambda t, e: print(epoch_line(t, e, campaign.stage(args.stage).epochs), flush=True))
 
 
 def whole_campaign(args: argparse.Namespace, storage: ResilientRDBStorage, campaign: CampaignConfig) -> WorkerSummary:
@@ -120,7 +129,9 @@ def whole_campaign(args: argparse.Namespace, storage: ResilientRDBStorage, campa
     def promoted(variant: str, promotions: list[Promotion], already: bool) -> None:
         full = campaign.study_name(variant, "full")
         if promotions:
-            picks = ", ".join(f"{p.quick_trial} ({p.quick_value:.4f})" for p in promotions)
+            picks = ", ".join(f"{p.quick_trial} ({p.quick_value:.4f}"
+                              + (f", within the noise band {p.within_noise:.2f}" if p.within_noise else "") + ")"
+                              for p in promotions)
             said = f"promoted quick trial(s) {picks} to {full}"
         else:
             said = f"{full} holds its promoted configs already" if already else "no COMPLETE quick trial to promote"
@@ -134,7 +145,9 @@ def whole_campaign(args: argparse.Namespace, storage: ResilientRDBStorage, campa
         storage, campaign, artifacts_root(args.artifacts), variants, stages, device=args.device,
         worker_index=args.worker_index, threads=args.threads, poll=poll,
         on_trial=lambda t, s: print(trial_line(t, s, f"{t.study.study_name} "), flush=True),
-        on_wait=waiting, on_data=data_line, on_promote=promoted)
+        on_wait=waiting, on_data=data_line, on_promote=promoted,
+        on_epoch=lambda t, e: print(epoch_line(t, e, campaign.stage(t.study.study_name.rsplit(".", 1)[1]).epochs,
+                                               f"{t.study.study_name} "), flush=True))
 
 
 def run_launch(args: argparse.Namespace) -> int:

@@ -22,12 +22,12 @@ from search.worker import run_worker
 from storage import open_storage
 from training.trainer import train
 
-# 3 panels of 160 px wide; a row of 160 px per patch plus the 40 px header band.
-PREVIEW_WIDTH = 480
 
-
-def preview_height(patches: int) -> int:
-    return int(round(patches * 160 + 40))
+# Each patch a column of 3 panels of 160 px (input, reconstruction, |error|), up to 4 side by
+# side, under a 40 px header band: close to the 4:3 of the dashboard's artifact cards.
+def preview_size(patches: int) -> tuple[int, int]:
+    blocks = -(-patches // 4)
+    return min(patches, 4) * 160, blocks * 3 * 160 + 40
 
 
 def test_trainer_writes_a_preview_at_new_bests_and_at_the_end(tiny_config) -> None:  # type: ignore[no-untyped-def]
@@ -37,7 +37,7 @@ def test_trainer_writes_a_preview_at_new_bests_and_at_the_end(tiny_config) -> No
         if h.preview is not None:
             assert Path(h.preview).name == ("preview.png" if h.is_best else "preview-last.png")
     image = Image.open(Path(result.history[-1].preview))
-    assert image.format == "PNG" and image.size == (PREVIEW_WIDTH, preview_height(3))
+    assert image.format == "PNG" and image.size == preview_size(3) == (480, 520)
     pixels = np.asarray(image.convert("L"))
     assert pixels.std() > 10  # real content, not a blank canvas
 
@@ -73,7 +73,7 @@ def test_dashboard_serves_our_studies_and_trial_previews(pg_url: str, write_camp
         png = _get(f"http://127.0.0.1:{port}/artifacts/{ours['t.baseline.quick']}/{first['trial_id']}/"
                    f"{trial.user_attrs['preview_artifact']}")
         image = Image.open(io.BytesIO(png))
-        assert image.format == "PNG" and image.size == (PREVIEW_WIDTH, preview_height(2))
+        assert image.format == "PNG" and image.size == preview_size(2) == (320, 520)
     finally:
         server.terminate()  # docker stop
         out, err = server.communicate(timeout=30)
