@@ -30,10 +30,13 @@ from training.config import TrainConfig
 from training.schema import build
 
 
-def demo_campaign(trials: int | None = None, epochs: int | None = None) -> CampaignConfig:
+def demo_campaign(trials: int | None = None, epochs: int | None = None,
+                  noise_seeds: int | None = None) -> CampaignConfig:
     from training.config import parse_yaml
 
     raw = parse_yaml(files("search").joinpath("demo_campaign.yaml").read_text())
+    if noise_seeds is not None:
+        raw["noise_seeds"] = noise_seeds
     if trials is not None:
         raw["quick"]["trials"] = trials
     if epochs is not None:
@@ -80,9 +83,9 @@ def held_out_scenes(campaign: CampaignConfig) -> Path:
 
 
 def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None = None,
-             epochs: int | None = None, device: str | None = None) -> Path:
+             epochs: int | None = None, device: str | None = None, noise_seeds: int | None = None) -> Path:
     started = time.perf_counter()
-    campaign = demo_campaign(trials, epochs)
+    campaign = demo_campaign(trials, epochs, noise_seeds)
     for variant in campaign.variants:
         for stage in STAGES:
             ensure_study(storage, campaign, variant, stage)

@@ -164,11 +164,12 @@ def stages_sentence(c: CampaignConfig) -> str:
     noise = (f" Seed noise: each stage's best config re-run with {c.noise_seeds} other seed(s); a difference "
              "within a stage's noise band (the spread of those values) does not tell two configs apart."
              if c.noise_seeds else " Seed noise: not measured (noise_seeds: 0).")
-    return (f"Objective: validation {c.objective.upper()}. Quick stage: {c.quick.fraction:g} of the training split, "
-            f"{c.quick.epochs} epochs, {c.quick.trials} trials per variant{refs}. Full stage: {c.full.fraction:g} of the "
-            f"training split, {c.full.epochs} epochs, top {c.full.top_k} promoted (and those within the quick noise "
-            f"band of the one ranked {c.full.top_k}, up to {c.full.most}).{noise} The trivial reference is each patch's mean taken as its "
-            "reconstruction, scored on the same patches.")
+    quick, full = c.quick, c.full
+    return (f"Objective: validation {c.objective.upper()}. Quick stage: {quick.fraction:g} of the training "
+            f"split, {quick.epochs} epochs, {quick.trials} trials per variant{refs}. Full stage: {full.fraction:g} "
+            f"of the training split, {full.epochs} epochs, top {full.top_k} promoted (and those within the quick "
+            f"noise band of the one ranked {full.top_k}, up to {full.most}).{noise} The trivial reference is each "
+            "patch's mean taken as its reconstruction, scored on the same patches.")
 
 
 def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
@@ -181,7 +182,8 @@ def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
         "## Promoted configs", "", _md_table(PROMOTED_HEAD, promoted_rows(report)) if promoted_rows(report)
         else "No config has been promoted yet.", "",
         "## Seed noise", "", _md_table(NOISE_HEAD, noise_rows(report)) if noise_rows(report)
-        else "No stage has measured its seed noise yet.", "",
+        else ("Not measured: the campaign sets noise_seeds: 0, so no difference can be judged against seed noise."
+              if not c.noise_seeds else "No stage has measured its seed noise yet."), "",
         "## Fidelity: did the quick stage pick the full-scale winners?", "",
         *[f"- {f.sentence()}" for f in report.fidelity], "",
         "## Cost per stage", "", _md_table(COST_HEAD, cost_rows(report)), "",
