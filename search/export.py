@@ -18,7 +18,7 @@ from search.campaign import CampaignConfig
 from search.studies import best_complete, load_stage_study
 from storage import trial_dir
 from storage.trials import original_number
-from training.config import TrainConfig, dump_yaml
+from training.config import TrainConfig, dump_yaml, with_absolute_root
 from training.files import atomic_write
 
 
@@ -72,7 +72,7 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
     root = cfg.data.root
     where = "generated scenes (data.root null)" if root is None else f"data.root {root}"
     if root is not None and not Path(root).is_absolute():  # a trial of an older sarsweep recorded it as given
-        cfg = cfg.replace(data={**cfg.to_dict()["data"], "root": str(Path(root).expanduser().resolve())})
+        cfg = TrainConfig.from_dict(with_absolute_root(cfg.to_dict()))
         where = f"data.root {cfg.data.root} (recorded as {root}, resolved from {Path.cwd()})"
     a = trial.user_attrs
     lineage = (f"; promoted from {a['promoted_from_study']} trial {a['promoted_from_trial']}"

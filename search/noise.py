@@ -19,25 +19,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import CampaignConfig
+from search.studies import NOISE_ATTR, best_complete, is_noise
 from storage.queries import StudyCounts
 
-NOISE_ATTR = "noise_of"
-
-
-def is_noise(t: FrozenTrial) -> bool:
-    return NOISE_ATTR in t.user_attrs
-
-
-def is_reference(t: FrozenTrial) -> bool:
-    return "reference" in t.user_attrs
+__all__ = ["NOISE_ATTR", "Band", "band", "is_noise", "noise_target", "pending", "refill"]
 
 
 def noise_target(trials: list[FrozenTrial], stage: str) -> FrozenTrial | None:
-    """The config a stage's re-runs repeat: its best COMPLETE trial that is no re-run (in a full
-    stage, a promoted config's), the lowest number among equals."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and not is_noise(t)
-            and (stage == "quick" or "promoted_from_trial" in t.user_attrs)]
-    return max(done, key=lambda t: (float(t.value), -t.number)) if done else None  # type: ignore[arg-type]
+    """The config a stage's re-runs repeat: its best trial (search.studies.best_complete; in a
+    full stage, of the promoted configs)."""
+    return best_complete([t for t in trials if stage == "quick" or "promoted_from_trial" in t.user_attrs])
 
 
 @dataclass
@@ -78,9 +69,7 @@ def pending(trials: list[FrozenTrial], campaign: CampaignConfig, stage: str, oth
         return 0
     if stage == "full" and not any("promoted_from_trial" in t.user_attrs for t in trials):
         return 0  # nothing promoted yet: the stage has not begun
-    if others_left:
-        return campaign.noise_seeds
-    return campaign.noise_seeds if noise_target(trials, stage) is not None else 0
+    return campaign.noise_seeds if others_left or noise_target(trials, stage) is not None else 0
 
 
 def refill(study: optuna.Study, campaign: CampaignConfig, stage: str) -> Callable[[StudyCounts], bool]:

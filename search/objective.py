@@ -26,11 +26,11 @@ from models.errors import OutputError
 from search.campaign import CampaignConfig
 from search.dashboard import note_config
 from search.signals import raise_if_stopped
-from search.studies import derived_seed, sample_params
+from search.studies import NOISE_ATTR, derived_seed, sample_params
 from storage import trial_dir
 from storage.trials import frozen, original_number
 from training.checkpoint import load_checkpoint
-from training.config import TrainConfig
+from training.config import TrainConfig, with_absolute_root
 from training.data import SplitData
 from training.files import os_reason
 from training.inference import resolve_device
@@ -75,8 +75,8 @@ def build_config(trial: Trial, ctx: TrialContext, number: int, attrs: dict[str, 
     stage = ctx.campaign.stage(ctx.stage)
     attrs = attrs or {}
     seed = derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, number)
-    if "noise_of" in attrs:
-        seed = derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, attrs["noise_of"], "noise", attrs["noise_seed"])
+    if NOISE_ATTR in attrs:
+        seed = derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, attrs[NOISE_ATTR], "noise", attrs["noise_seed"])
     params = sample_params(trial, ctx.campaign.space(ctx.variant))
     fixed: dict[str, Any] = {
         "variant": ctx.variant, "fraction": stage.fraction, "epochs": stage.epochs,
@@ -85,9 +85,7 @@ def build_config(trial: Trial, ctx: TrialContext, number: int, attrs: dict[str, 
     }
     if ctx.device:
         fixed["device"] = ctx.device
-    base = ctx.campaign.train.to_dict()
-    if base["data"]["root"] is not None:  # the trial's config, and an export of it, name its data from anywhere
-        base["data"]["root"] = str(Path(base["data"]["root"]).expanduser().resolve())
+    base = with_absolute_root(ctx.campaign.train.to_dict())  # the trial's config, and its export, retrain anywhere
     cfg = TrainConfig.from_dict({**base, **params, **fixed})
     if resolve_device(cfg.device).type == "cpu":  # a share of the node's cores, decided as the trial starts
         cfg = cfg.replace(threads=threads_for(ctx.threads or cfg.threads)[0])

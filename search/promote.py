@@ -29,8 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.errors import QuickUnfinished
 from search.campaign import CampaignConfig
-from search.noise import Band, band, is_noise
-from search.studies import load_stage_study, stage_progress
+from search.noise import Band, band
+from search.studies import REFERENCE_ATTR, is_noise, load_stage_study, stage_progress
 from storage import study_lock
 from storage.optuna_internals import study_id
 from storage.queries import heartbeat_ages, is_stale
@@ -114,8 +114,8 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
                          "quick_value": t.value}
                 if within is not None:
                     attrs["promoted_within_noise"] = within
-                if "reference" in t.user_attrs:
-                    attrs["reference"] = t.user_attrs["reference"]
+                if REFERENCE_ATTR in t.user_attrs:
+                    attrs[REFERENCE_ATTR] = t.user_attrs[REFERENCE_ATTR]
                 full.enqueue_trial(t.params, user_attrs=attrs)
             results.append(Promotion(variant, t.number, float(t.value), t.params, fresh,  # type: ignore[arg-type]
                                      within))

@@ -20,9 +20,9 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from search.campaign import STAGES, CampaignConfig
-from search.noise import Band, band, is_noise
+from search.noise import Band, band
 from search.status import STATES, value_text
-from search.studies import best_complete, load_stage_study
+from search.studies import REFERENCE_ATTR, best_complete, is_noise, load_stage_study
 from search.verdicts import Agreement, agreement
 from storage.trials import is_retry, original_number
 
@@ -183,10 +183,8 @@ def collect(storage: RDBStorage, campaign: CampaignConfig) -> Report:
 
 
 def runner_up(trials: list[FrozenTrial], best: FrozenTrial | None) -> FrozenTrial | None:
-    """The best COMPLETE trial of another config than `best`'s (no seed-noise re-run)."""
-    others = [t for t in trials if t.state == TrialState.COMPLETE and not is_noise(t) and best is not None
-              and t.params != best.params]
-    return max(others, key=lambda t: (float(t.value), -t.number)) if others else None  # type: ignore[arg-type]
+    """The best trial (best_complete) of another config than `best`'s."""
+    return None if best is None else best_complete([t for t in trials if t.params != best.params])
 
 
 def references_of(quick: list[FrozenTrial], promoted: list[Promoted]) -> list[Reference]:
@@ -194,7 +192,7 @@ def references_of(quick: list[FrozenTrial], promoted: list[Promoted]) -> list[Re
     full value when it was promoted and ran."""
     by_name: dict[str, FrozenTrial] = {}
     for t in sorted(quick, key=lambda t: t.number):  # a retry comes later and carries the name on
-        name = t.user_attrs.get("reference")
+        name = t.user_attrs.get(REFERENCE_ATTR)
         if name is not None and not is_noise(t):
             by_name[name] = t
     full = {p.quick_trial: p for p in promoted}
@@ -259,7 +257,7 @@ def _promoted(t: FrozenTrial, full: list[FrozenTrial]) -> Promoted:
             final = other if other.number > final.number else final
     p = Promoted(int(t.user_attrs["promoted_from_trial"]), float(t.user_attrs["quick_value"]), final.number,
                  final.state.name, within_noise=t.user_attrs.get("promoted_within_noise"),
-                 reference=t.user_attrs.get("reference"))
+                 reference=t.user_attrs.get(REFERENCE_ATTR))
     if final.state == TrialState.COMPLETE:
         p.full_value = float(final.value)  # type: ignore[arg-type]
         p.full_psnr = final.user_attrs.get("val_psnr")

@@ -25,11 +25,21 @@ from training.config import TrainConfig
 
 log = logging.getLogger("sarsweep.search")
 
+# Trial user attrs that say what a trial is for, beyond a point of the search.
+NOISE_ATTR = "noise_of"
+"""A seed-noise re-run's (search/noise.py): the number of the trial whose config it re-runs."""
+REFERENCE_ATTR = "reference"
+"""A reference config's (campaign `reference:`): its name."""
+
+
+def is_noise(t: FrozenTrial) -> bool:
+    return NOISE_ATTR in t.user_attrs
+
 
 def best_complete(trials: list[FrozenTrial]) -> FrozenTrial | None:
     """The COMPLETE trial with the highest value (the lowest number among equals), or None. A
     seed-noise re-run is never it: picking the luckiest seed of a config flatters it."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and "noise_of" not in t.user_attrs]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and not is_noise(t)]
     return max(done, key=lambda t: (float(t.value), -t.number)) if done else None  # type: ignore[arg-type]
 
 
@@ -119,7 +129,7 @@ class AfterWarmupPruner(optuna.pruners.BasePruner):
         return self.inner.prune(study, trial)
 
 
-UNPRUNED_ATTRS = ("reference", "noise_of")
+UNPRUNED_ATTRS = (REFERENCE_ATTR, NOISE_ATTR)
 
 
 def make_pruner(campaign: CampaignConfig, stage: str) -> optuna.pruners.BasePruner:
@@ -194,11 +204,11 @@ def describe_study(study: optuna.Study, campaign: CampaignConfig, variant: str, 
 
 def queue_references(study: optuna.Study, campaign: CampaignConfig) -> list[str]:
     """Enqueue each reference config the study holds none of (call under its lock); their names."""
-    held = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False)}
+    held = {t.user_attrs.get(REFERENCE_ATTR) for t in study.get_trials(deepcopy=False)}
     queued = []
     for name, params in campaign.reference.items():
         if name not in held:
-            study.enqueue_trial(params, user_attrs={"reference": name})
+            study.enqueue_trial(params, user_attrs={REFERENCE_ATTR: name})
             queued.append(name)
     return queued
 

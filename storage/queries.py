@@ -72,13 +72,6 @@ def study_counts(storage: RDBStorage, study_id: int, conn: Connection | None = N
     return StudyCounts(int(waiting), int(running), int(originals), value if whole else None, int(marked or 0))
 
 
-def claim_counts(storage: RDBStorage, study_id: int, conn: Connection | None = None) -> tuple[int, int, int | None]:
-    """(WAITING trials, original trials, the study's `budget` user attr or None): study_counts,
-    as the claim reads it."""
-    c = study_counts(storage, study_id, conn)
-    return c.waiting, c.originals, c.budget
-
-
 def heartbeat_ages(storage: RDBStorage, study_id: int) -> dict[int, float | None]:
     """Seconds since the last heartbeat of each RUNNING trial of a study, by trial id (None: the
     trial has no heartbeat row, and Optuna never reaps it).

@@ -41,7 +41,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from storage.locks import LockConnection, locked_transaction
 from storage.optuna_internals import forget_cached_trials, rdb_of, study_id, study_storage, trial_id
 from storage.optuna_internals import tell as tell_quietly
-from storage.queries import StudyCounts, claim_counts, study_counts
+from storage.queries import StudyCounts, study_counts
 from storage.rdb import ResilientRDBStorage, heartbeat_of
 
 log = logging.getLogger("sarsweep.trials")
@@ -329,9 +329,9 @@ def requeue_lost(study: optuna.Study, conn: LockConnection = None) -> list[int]:
     for original, chain in sorted(chains.items()):
         last = max(chain, key=lambda t: t.number)
         if _lost_retry(last):
-            before = claim_counts(storage, study_id(study), conn)[0]
+            before = study_counts(storage, study_id(study), conn).waiting
             callback(study, copy.deepcopy(last))  # honours max_retry through retry_history
-            if claim_counts(storage, study_id(study), conn)[0] > before:  # WAITING trials, one COUNT
+            if study_counts(storage, study_id(study), conn).waiting > before:  # one query
                 log.warning("trial %d of %s had lost its retry: re-queued", last.number, study.study_name)
                 queued.append(original)
     return queued

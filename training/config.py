@@ -215,6 +215,13 @@ class TrainConfig:
         return TrainConfig.from_dict({**self.to_dict(), **changes})
 
 
+def with_absolute_root(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (TrainConfig.to_dict()) whose data.root is absolute (~ expanded, resolved
+    against the working folder), so that it names its data from any folder."""
+    root = cfg["data"].get("root")
+    return cfg if root is None else {**cfg, "data": {**cfg["data"], "root": str(Path(root).expanduser().resolve())}}
+
+
 def config_hash(obj: Any) -> str:
     """Short stable hash of a config (or any plain tree), for cache keys and study guards."""
     text = json.dumps(to_plain(obj), sort_keys=True, separators=(",", ":"))

@@ -35,8 +35,8 @@ from training.inference import (
     reconstruct,
     resolve_device,
     score_batches,
+    trivial_batches,
 )
-from training.metrics import trivial_scores
 
 
 @dataclass
@@ -155,8 +155,7 @@ def evaluate(checkpoint: str | Path, data: str | None = None, include: list[str]
                 for i in range(0, len(chosen), size))
 
     psnrs, ssims = score_batches(net, batches(), dtype, target)
-    trivial = [trivial_scores(batch.float()) for batch in batches()]
-    trivial_psnrs, trivial_ssims = torch.cat([t[0] for t in trivial]), torch.cat([t[1] for t in trivial])
+    trivial_psnrs, trivial_ssims = trivial_batches(batches())
 
     owner = prepared.patch_file[chosen]
     counts = np.bincount(owner, minlength=len(prepared.files))

@@ -78,16 +78,25 @@ def _forward(net: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> 
     return out.float().clamp(0.0, 1.0)
 
 
-def trivial_score(patches: torch.Tensor, batch_size: int) -> tuple[float, float]:
-    """Mean PSNR and SSIM over `patches` of the trivial reconstruction (each patch's mean): the
-    reference a model's figures mean something beside (search.report shows model - trivial)."""
+def trivial_batches(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-patch PSNR and SSIM of the trivial reconstruction (each patch's mean) over batches of
+    patches: the reference a model's figures mean something beside (search.report shows model -
+    trivial). Where the batches are: no model, no device."""
     psnrs, ssims = [], []
     with torch.no_grad():
-        for batch in patches.split(batch_size):
+        for batch in batches:
             p, s = trivial_scores(batch.float())
             psnrs.append(p)
             ssims.append(s)
-    return float(torch.cat(psnrs).mean()), float(torch.cat(ssims).mean())
+    if not psnrs:
+        return torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.float64)
+    return torch.cat(psnrs), torch.cat(ssims)
+
+
+def trivial_score(patches: torch.Tensor, batch_size: int) -> tuple[float, float]:
+    """Mean PSNR and SSIM over `patches` of the trivial reconstruction (trivial_batches)."""
+    psnrs, ssims = trivial_batches(patches.split(batch_size))
+    return float(psnrs.mean()), float(ssims.mean())
 
 
 def score(net: nn.Module, patches: torch.Tensor, batch_size: int,

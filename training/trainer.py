@@ -28,7 +28,7 @@ from tqdm import tqdm
 from models import count_parameters, create_model
 from models.errors import CheckpointError, NonFiniteLossError
 from training.checkpoint import FORMAT, checkpoint_bytes, config_of, held_bytes, load_checkpoint, save_atomic
-from training.config import TrainConfig
+from training.config import TrainConfig, with_absolute_root
 from training.data import SplitData, cache_root, load_data
 from training.files import ensure_free, ensure_writable
 from training.inference import (
@@ -238,7 +238,9 @@ class Run:
     def restore(self, path: Path, state: dict[str, Any] | None = None) -> None:
         """Continue from last.pt at `path` (`state`: that file, loaded already)."""
         state = state if state is not None else load_checkpoint(path)
-        saved, wanted = same_root(config_of(state, path).to_dict(), self.cfg.to_dict())
+        # data.root compared resolved: a trial records it absolute now, and a retry must still
+        # resume a last.pt whose config recorded the relative root it was given.
+        saved, wanted = (with_absolute_root(c) for c in (config_of(state, path).to_dict(), self.cfg.to_dict()))
         for key in sorted(set(saved) | set(wanted)):
             if key not in RESUMABLE_CHANGES and saved.get(key) != wanted.get(key):
                 raise CheckpointError(
@@ -254,16 +256,6 @@ class Run:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best = dict(state["best"])
         self.history = [EpochResult(**h) for h in state["history"]]
-
-
-def same_root(saved: dict[str, Any], wanted: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The two configs with data.root resolved in both: a trial records it absolute since 0.2, and
-    a retry must still resume a last.pt whose config recorded the relative root it was given."""
-    def resolved(cfg: dict[str, Any]) -> dict[str, Any]:
-        root = cfg["data"].get("root")
-        return cfg if root is None else {**cfg, "data": {**cfg["data"], "root": str(Path(root).expanduser().resolve())}}
-
-    return resolved(saved), resolved(wanted)
 
 
 def train(
