@@ -83,8 +83,11 @@ def test_campaign_idle_smoke() -> None:
 
 def test_cpu_threads_smoke() -> None:
     out = bench("bench/cpu_threads.py", "--smoke")
-    for way in ("launch", "plain", "all cores"):
+    for way in ("launch", "all cores"):  # their thread counts are set: OMP_NUM_THREADS, --threads
         assert re.search(rf"^{way}\s+\d+\.\d{{3}}\s+\d+$", out, re.M), out
+    # A plain worker's share is taken as each trial starts: one that starts while its peer is still
+    # importing torch is alone on the node and takes every core, so this row may list two counts.
+    assert re.search(r"^plain\s+\d+\.\d{3}\s+\d+(,\d+)?$", out, re.M), out
     assert re.search(r"^ratio epoch s / launch's: plain \d+\.\d\d \(goal <= 1\.3\), all cores \d+\.\d\d$", out, re.M)
 
 
