@@ -12,6 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/sarsweep
 COPY pyproject.toml README.md ./
+COPY errors ./errors
 COPY models ./models
 COPY training ./training
 COPY storage ./storage

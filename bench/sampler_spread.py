@@ -4,7 +4,7 @@
     python bench/sampler_spread.py --smoke
 
 N worker processes share one study (SQLite, sarsweep's claim under the study lock, tests/support's
-loop) over the research group's default search space (search.campaign.default_space: lr and
+loop) over the research group's default search space (search.campaign.config.default_space: lr and
 weight decay log-uniform, warmup 0-5, grad clip, base channels, optimizer), each with its own TPE
 sampler seeded as sarsweep seeds them (sampler seed, variant, worker index). The objective is a
 smooth, cheap stand-in for a trial's PSNR (a peak in the space) that sleeps --sleep seconds, so
@@ -42,8 +42,8 @@ SETTINGS = {
 
 
 def objective(trial: optuna.Trial, sleep: float) -> float:
-    from search.campaign import default_space
-    from search.studies import sample_params
+    from search.campaign.config import default_space
+    from search.campaign.studies import sample_params
 
     p = sample_params(trial, default_space())
     time.sleep(sleep)
@@ -54,9 +54,9 @@ def objective(trial: optuna.Trial, sleep: float) -> float:
 
 
 def worker(args: argparse.Namespace) -> None:
-    from search.studies import derived_seed
-    from search.worker import work
+    from search.campaign.studies import derived_seed
     from storage import StorageSettings, open_storage
+    from tests.support.loadtest import work
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(args.url, StorageSettings(role="bench", heartbeat_interval=5, grace_period=60))
@@ -67,7 +67,7 @@ def worker(args: argparse.Namespace) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        work(study, storage, "quick", args.trials, lambda t: objective(t, args.sleep))
+        work(study, storage, args.trials, lambda t: objective(t, args.sleep))
 
 
 def distance(a: optuna.trial.FrozenTrial, b: optuna.trial.FrozenTrial) -> float:

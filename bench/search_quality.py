@@ -86,12 +86,12 @@ def chosen_of(trials: list[Any], epochs: int) -> Any:
 
 
 def sarsweep_arm(variant: str, seed: int, sizes: dict[str, Any], tmp: Path, per_epoch: dict[str, int]) -> dict:
-    from search.campaign import CampaignConfig
-    from search.noise import band
-    from search.promote import promote
-    from search.report import collect
-    from search.studies import ensure_study
-    from search.worker import run_worker
+    from search.campaign.config import CampaignConfig
+    from search.campaign.studies import ensure_study
+    from search.policy.seeds import band
+    from search.report.collect import collect
+    from search.running.promote import promote
+    from search.running.worker import run_worker
     from storage import open_storage
     from training.schema import build
 
@@ -127,8 +127,8 @@ def one_stage_arm(arm: str, variant: str, seed: int, sizes: dict[str, Any], tmp:
     """Random search or TPE + SuccessiveHalving of full runs, until `budget` patch-epochs are spent."""
     import optuna
 
-    from search.campaign import CampaignConfig
-    from search.objective import TrialContext, run_trial
+    from search.campaign.config import CampaignConfig
+    from search.running.trial import TrialContext, run_trial
     from storage import open_storage
     from training.data import load_data
     from training.schema import build

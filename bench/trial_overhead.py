@@ -32,12 +32,12 @@ from typing import Any
 
 import torch
 
-import search.objective
+import search.running.trial
 import training.data
 import training.preview
 import training.trainer
-from search.campaign import CampaignConfig
-from search.worker import run_worker
+from search.campaign.config import CampaignConfig
+from search.running.worker import run_worker
 from storage import StorageSettings, open_storage
 from training.data import load_data
 from training.schema import build
@@ -112,7 +112,7 @@ def instrument(clock: Clock, storage: Any) -> None:
     clock.patch(run, "validate", "validation")
     clock.patch(run, "save", "checkpoint")
     clock.patch(run, "preview", "preview")
-    clock.patch(search.objective, "upload_preview", "preview upload")
+    clock.patch(search.running.trial, "upload_preview", "preview upload")
     clock.patch(training.preview, "render_preview", "preview render")
     clock.patch(training.trainer, "save_atomic", "checkpoint write")
 

@@ -1,8 +1,7 @@
 """SAR autoencoder variants and their registry: `create_model(name, **kw)`, `list_models()`.
 
-The torch-backed names load on first use (PEP 562), so `models.errors`, the root of every
-sarsweep error, can be imported by torch-free tools (tests/support/loadtest.py starts 64 processes)
-without paying torch's import.
+The torch-backed names load on first use (PEP 562), so the catalog (models/catalog.py) is
+read by torch-free commands without paying torch's import.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from models.errors import ModelError, SarsweepError
+from errors import ModelError, SarsweepError  # re-exported: models' own errors live in the errors room
 
 _LAZY = {
     "ConvAutoencoder": "models.autoencoder", "count_parameters": "models.autoencoder",

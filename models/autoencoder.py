@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from errors import ModelError
 from models.blocks import conv_bn_act, up_bn_act
-from models.errors import ModelError
 
 BlockFactory = Callable[[int, int], nn.Module]
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from models.errors import ModelError
+from errors import ModelError
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}

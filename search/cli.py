@@ -14,23 +14,24 @@ the error policy.
 
 The storage URL comes from --storage, else $SARSWEEP_STORAGE, else sqlite:///sarsweep.db.
 
-Every user-facing failure is a `SarsweepError` (models/errors.py): shown as one line on stderr,
+Every user-facing failure is a `SarsweepError` (errors.py): shown as one line on stderr,
 exit code 2. Ctrl-C is 130; a bad option is argparse's one line, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from models.errors import SarsweepError
+from errors import SarsweepError
 from search.commands import COMMANDS
 from search.commands.common import sarsweep_version
-from search.process import setup_process
 
 EXIT_USER_ERROR = 2
 
@@ -44,6 +45,16 @@ class Parser(argparse.ArgumentParser):
                  "expected one argument", "expected at least one argument", "not allowed with argument")
         hint = f" (see {self.prog} --help)" if any(s in message for s in shape) else ""
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}{hint}\n")
+
+
+def setup_process(prefix: str, level: int) -> None:
+    """Log to stderr as "<prefix>: LEVEL: message", and make `kill -USR1 PID` print every
+    thread's stack to stderr while the process goes on: what a worker or reaper that seems stuck
+    is waiting on, without stopping its trial. (tests/support/loadtest.py's workers call it too.)"""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    logging.basicConfig(level=level, format=f"{prefix}: %(levelname)s: %(message)s")
+    # matplotlib says "generated new fontManager" at INFO the first time it builds its font cache.
+    logging.getLogger("matplotlib").setLevel(max(level, logging.WARNING))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,15 +16,15 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import Trial, TrialState
 
-from models.errors import ConfigError, StudyError
-from search.campaign import STAGES, CampaignConfig
-from search.export import export_trial
-from search.promote import promote
-from search.report import held_out_lines, summary_line
-from search.report_render import write_report
-from search.status import campaign_status, render
-from search.studies import ensure_study
-from search.worker import run_worker
+from errors import ConfigError, StudyError
+from search.campaign.config import STAGES, CampaignConfig
+from search.campaign.export import export_trial
+from search.campaign.studies import ensure_study
+from search.report.collect import held_out_lines, summary_line
+from search.report.render import write_report
+from search.report.status import campaign_status, render
+from search.running.promote import promote
+from search.running.worker import run_worker
 from storage.trials import frozen
 from training.config import TrainConfig
 from training.schema import build

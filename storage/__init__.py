@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.errors import StorageError
+from errors import StorageError
 from storage.artifacts import artifact_store, artifacts_root, trial_dir
 from storage.locks import study_lock
 from storage.rdb import StorageSettings, has_schema, open_storage

@@ -32,7 +32,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from models.errors import StorageError
+from errors import StorageError
 
 DATABASE = "sarsweep"
 ROLE = "sarsweep"

@@ -41,7 +41,7 @@ from sqlalchemy.engine import URL, Connection, Engine, ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from models.errors import StorageError
+from errors import StorageError
 from storage.optuna_internals import PRIVATE_STORAGE_METHODS, sessions_on
 from storage.queries import one_row
 from storage.urls import describe, parse, redact, scrub
@@ -70,6 +70,9 @@ class StorageSettings:
     connect_timeout: int = 10
     outage_timeout: float = 600.0
     """Seconds a storage call keeps retrying through a database outage before it gives up."""
+    claims_trials: bool = False
+    """A worker: at open, its pool is checked against the server's connection budget, so the Nth
+    worker past it is one clear line instead of a connection error mid-trial."""
 
     def __post_init__(self) -> None:
         if self.grace_period <= self.heartbeat_interval:
@@ -142,7 +145,7 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
             )
         storage.outage_timeout = settings.outage_timeout
         event.listen(storage.engine, "handle_error", _disconnect_ends_transaction, retval=True)
-        if not is_sqlite and settings.role.startswith(("worker", "loadtest")):
+        if not is_sqlite and settings.claims_trials:
             check_connection_budget(storage, settings)
     except (SQLAlchemyError, optuna.exceptions.StorageInternalError) as exc:
         raise StorageError(

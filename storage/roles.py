@@ -16,7 +16,7 @@ import re
 from optuna.storages import RDBStorage
 from sqlalchemy.engine import URL
 
-from models.errors import StorageError
+from errors import StorageError
 from storage.urls import parse
 
 ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -16,7 +16,7 @@ pass right after a database outage or restart is skipped (ResilientRDBStorage.re
 live trials' heartbeats are old then, and failing them would be wrong.
 
 Why a trial failed is a named kind (`FailKind`, user attr `fail_kind`) beside its reason in words
-(`fail_reason`): a trial that failed on its own (non-finite loss, out of memory) is never retried;
+(`fail_reason`): a trial that failed on its own (non-finite loss, a model too big for the GPU) is never retried;
 one stopped by a signal or by its worker's disk is (and its retry resumes from its checkpoint).
 """
 
@@ -38,6 +38,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from storage.lineage import original_number
 from storage.locks import LockConnection, locked_transaction
 from storage.optuna_internals import forget_cached_trials, rdb_of, study_id, study_storage, trial_id
 from storage.optuna_internals import tell as tell_quietly
@@ -51,7 +52,7 @@ class FailKind(StrEnum):
     """Why a trial is FAILed, as its `fail_kind` user attr (its `fail_reason` says it in words)."""
 
     TRIAL = "trial"
-    """Its own config failed it (non-finite loss, CUDA out of memory, an invalid sampled config):
+    """Its own config failed it (non-finite loss, a model too big for the GPU, an invalid sampled config):
     every retry would fail the same way, so it is never retried."""
     SIGNAL = "signal"
     """Its worker was stopped (SIGTERM, SIGINT): queued for retry."""
@@ -61,21 +62,6 @@ class FailKind(StrEnum):
 
 
 RETRIED_KINDS = frozenset({FailKind.SIGNAL, FailKind.OUTPUT})
-LEGACY_STOPPED_REASON = "worker stopped"
-"""How the reason of a trial stopped by a signal began before `fail_kind` existed."""
-
-
-def original_number(trial: FrozenTrial) -> int:
-    """The number of the trial this one retries (Optuna's public lineage), else its own number: a
-    retry keeps its original's seed and checkpoint folder."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        retried = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return trial.number if retried is None else int(retried)
-
-
-def is_retry(trial: FrozenTrial) -> bool:
-    return original_number(trial) != trial.number
 
 
 def frozen(study: optuna.Study, trial: Trial | FrozenTrial) -> FrozenTrial:
@@ -242,7 +228,8 @@ def tell(study: optuna.Study, trial: Trial, values: float | None = None, state: 
         log.warning("trial %d was failed by a reaper while it ran (heartbeats lost); its retry will run", trial.number)
         return False
     except ValueError as exc:
-        if "finished" not in str(exc).lower() and "fail" not in str(exc).lower():
+        # Optuna refuses to tell a trial that is no longer RUNNING: ask the storage, not the message.
+        if not frozen(study, trial).state.is_finished():
             raise
         log.warning("trial %d was finished elsewhere while it ran (%s)", trial.number, exc)
         return False
@@ -306,9 +293,9 @@ def _lost_retry(last: FrozenTrial) -> bool:
     kind, reason = last.user_attrs.get("fail_kind"), last.user_attrs.get("fail_reason")
     if kind is not None:
         return kind in RETRIED_KINDS
-    # No kind: stale, or FAILed by a sarsweep before kinds were recorded (0.1.0 wrote only the
-    # reason, and only a stopped worker's was retried).
-    return reason is None or str(reason).startswith(LEGACY_STOPPED_REASON)
+    # No kind and no reason: Optuna's stale check failed it. (sarsweep 0.1.0 wrote a reason and no
+    # kind; its campaigns' fingerprints predate the current space, so none of them is served now.)
+    return reason is None
 
 
 def requeue_lost(study: optuna.Study, conn: LockConnection = None) -> list[int]:

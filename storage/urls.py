@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from models.errors import StorageError
+from errors import StorageError
 
 DEFAULT_URL = "sqlite:///sarsweep.db"
 ENV_VAR = "SARSWEEP_STORAGE"

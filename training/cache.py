@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import OutputError
+from errors import OutputError
 from training.files import human_bytes, os_reason
 
 LOCK_NAME = ".lock"

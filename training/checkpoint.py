@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.errors import CheckpointError, ConfigError
+from errors import CheckpointError, ConfigError
 from training.config import TrainConfig
 from training.files import atomic_write
 
@@ -87,13 +87,6 @@ def config_of(state: dict[str, Any], path: str | Path) -> TrainConfig:
         return TrainConfig.from_dict(state["config"])
     except ConfigError as exc:
         raise CheckpointError(f"{path}: the config it carries is invalid: {exc}") from None
-
-
-def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, TrainConfig]:
-    """Rebuild the model a checkpoint was made from, with its weights, in eval mode."""
-    state = load_checkpoint(path)
-    cfg = config_of(state, path)
-    return model_of(state, cfg), cfg
 
 
 def model_of(state: dict[str, Any], cfg: TrainConfig) -> nn.Module:

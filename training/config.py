@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from models.errors import ConfigError
+from errors import ConfigError
 from training.schema import build, require, to_plain
 
 DEFAULT_INCLUDE = ["**/*.tif", "**/*.tiff", "**/*.npy", "**/*.png", "**/*.jpg", "**/*.jpeg"]

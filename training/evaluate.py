@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.errors import ConfigError, DataError
+from errors import ConfigError, DataError
 from training.checkpoint import config_of, load_checkpoint, model_of
 from training.config import TrainConfig
 from training.data.dataset import prepare, validation_indices

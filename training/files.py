@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import OutputError
+from errors import OutputError
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
@@ -108,7 +108,7 @@ def ensure_free(directory: Path, need: int, what: str) -> None:
 def require_dir(path: str | Path, label: str) -> Path:
     """`path` (~ expanded) when it is a directory, else a DataError naming `label`; a relative
     path is taken from the current folder (not a config file's), and the message says which."""
-    from models.errors import DataError
+    from errors import DataError
 
     folder = Path(path).expanduser()
     if not folder.is_dir():

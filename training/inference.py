@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.errors import DeviceError
+from errors import DeviceError
 from training.metrics import psnr, ssim, trivial_scores
 
 
@@ -80,7 +80,7 @@ def _forward(net: nn.Module, batch: torch.Tensor, dtype: torch.dtype | None) -> 
 
 def trivial_batches(batches: Iterable[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-patch PSNR and SSIM of the trivial reconstruction (each patch's mean) over batches of
-    patches: the reference a model's figures mean something beside (search.report shows model -
+    patches: the reference a model's figures mean something beside (search.report.collect shows model -
     trivial). Where the batches are: no model, no device."""
     psnrs, ssims = [], []
     with torch.no_grad():

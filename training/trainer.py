@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from errors import CheckpointError, NonFiniteLossError
 from models import count_parameters, create_model
-from models.errors import CheckpointError, NonFiniteLossError
 from training.checkpoint import FORMAT, checkpoint_bytes, config_of, held_bytes, load_checkpoint, save_atomic
 from training.config import TrainConfig, with_absolute_root
 from training.data import SplitData, cache_root, load_data

@@ -16,6 +16,7 @@ from search.commands import (
     evaluate,
     export,
     init,
+    launch,
     promote,
     reaper,
     report,
@@ -24,4 +25,5 @@ from search.commands import (
     worker,
 )
 
-COMMANDS = (train, init, worker, promote, export, evaluate, status, reaper, report, dashboard, cache, db, demo)
+COMMANDS = (train, init, worker, launch, promote, export, evaluate, status, reaper, report, dashboard, cache, db,
+            demo)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.errors import ConfigError
+from errors import ConfigError
 from search.commands.common import Subparsers, age, byte_size
 
 

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from models.errors import UsageError
+from errors import UsageError
 
 if TYPE_CHECKING:
-    from search.campaign import CampaignConfig
+    from search.campaign.config import CampaignConfig
     from storage.rdb import ResilientRDBStorage
 
 Subparsers = argparse._SubParsersAction  # argparse's own name for what add_subparsers returns
@@ -124,15 +124,19 @@ def campaign_command(commands: Subparsers, name: str, help: str, artifacts: bool
 
 # ---- opening what the options name ---------------------------------------------------------------
 
-def open_storage_of(args: argparse.Namespace, role: str, create_schema: bool = False) -> ResilientRDBStorage:
-    """The storage the options (or the environment) name, for a process in `role`."""
+def open_storage_of(args: argparse.Namespace, role: str, heartbeat_interval: int | None = None,
+                    grace_period: int | None = None, create_schema: bool = False,
+                    claims_trials: bool = False) -> ResilientRDBStorage:
+    """The storage the options (or the environment) name, for a process in `role`; the heartbeat
+    settings of a command that has heartbeat_args (None: the defaults)."""
     from storage import StorageSettings, open_storage, resolve_url
     from storage.urls import require_sqlite_file
 
     settings = StorageSettings(
         role=role,
-        heartbeat_interval=getattr(args, "heartbeat_interval", None) or StorageSettings.heartbeat_interval,
-        grace_period=getattr(args, "grace_period", None) or StorageSettings.grace_period,
+        heartbeat_interval=heartbeat_interval or StorageSettings.heartbeat_interval,
+        grace_period=grace_period or StorageSettings.grace_period,
+        claims_trials=claims_trials,
     )
     url = resolve_url(args.storage, args.storage_file)
     if not create_schema:
@@ -141,7 +145,7 @@ def open_storage_of(args: argparse.Namespace, role: str, create_schema: bool = F
 
 
 def load_campaign_of(args: argparse.Namespace) -> CampaignConfig:
-    from search.campaign import load_campaign
+    from search.campaign.config import load_campaign
 
     return load_campaign(args.campaign)
 
@@ -156,7 +160,7 @@ def variants_of(campaign: CampaignConfig, variant: str | None) -> list[str]:
 def until_stopped(what: str, run: Callable[[], int]) -> int:
     """run() for a long-running service; SIGTERM (docker stop) or Ctrl-C ends it cleanly, saying
     "<what> stopped (SIGTERM)", with the signal's exit code (143, 130) as a shell reports it."""
-    from search.signals import WorkerStopped, handled, stop_on_signals
+    from search.running.signals import WorkerStopped, handled, stop_on_signals
 
     try:
         with stop_on_signals():

@@ -16,7 +16,7 @@ def add(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.dashboard import serve
+    from search.campaign.dashboard import serve
     from storage import artifacts_root
 
     storage = open_storage_of(args, "dashboard")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from models.errors import UsageError
+from errors import UsageError
 from search.commands.common import (
     DEVICE_HELP,
     Subparsers,
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def trial_checkpoint_of(args: argparse.Namespace) -> Path:
-    from search.export import choose_trial, trial_checkpoint
+    from search.campaign.export import choose_trial, trial_checkpoint
     from storage import artifacts_root
 
     if not args.variant:

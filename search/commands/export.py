@@ -19,7 +19,7 @@ def add(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.export import export_trial
+    from search.campaign.export import export_trial
 
     campaign = load_campaign_of(args)
     variants_of(campaign, args.variant)

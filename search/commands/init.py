@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from models.errors import StorageError
+from errors import StorageError
 from search.commands.common import Subparsers, campaign_command, load_campaign_of, open_storage_of
 
 
@@ -20,8 +20,8 @@ def add(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.campaign import STAGES
-    from search.studies import ensure_study
+    from search.campaign.config import STAGES
+    from search.campaign.studies import ensure_study
     from storage import redact
     from storage.roles import check_readonly_role, ensure_readonly_role
     from storage.urls import resolve_url

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from models.errors import QuickUnfinished, UsageError
+from errors import QuickUnfinished, UsageError
 from search.commands.common import (
     Subparsers,
     at_least_one,
@@ -34,7 +34,7 @@ def add(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.promote import promote
+    from search.running.promote import promote
 
     if args.poll is not None and not args.wait:
         raise UsageError("--poll is for --wait (the seconds between looks at the quick stage)")

@@ -25,11 +25,11 @@ def add(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.reaper import reap_campaign
+    from search.running.reaper import reap_campaign
     from storage.rdb import heartbeat_of
 
     campaign = load_campaign_of(args)
-    storage = open_storage_of(args, "reaper")
+    storage = open_storage_of(args, "reaper", args.heartbeat_interval, args.grace_period)
     grace = heartbeat_of(storage)[1]
     period = args.period or grace
     print(f"reaper on campaign {campaign.name}: a trial without a heartbeat for {grace:g}s is failed "

@@ -21,8 +21,8 @@ def add(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from search.report import held_out_lines, summary_line
-    from search.report_render import write_report
+    from search.report.collect import held_out_lines, summary_line
+    from search.report.render import write_report
     from storage import artifacts_root
     from training.files import require_dir
 

@@ -17,12 +17,12 @@ def add(commands: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from search.report import collect, summary_line
-    from search.status import campaign_status, render, render_running, to_json, waiting_promotions
+    from search.report.collect import collect, summary_line
+    from search.report.status import campaign_status, render, render_running, to_json, waiting_promotions
     from storage.rdb import heartbeat_of
 
     campaign = load_campaign_of(args)
-    storage = open_storage_of(args, "status")
+    storage = open_storage_of(args, "status", args.heartbeat_interval, args.grace_period)
     rows = campaign_status(storage, campaign)
     if args.json:
         print(json.dumps(to_json(campaign, rows, heartbeat_of(storage)[1]), indent=2))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from models.errors import ConfigError, SarsweepError
+from errors import ConfigError, SarsweepError
 from search.commands.common import DEVICE_HELP, Subparsers, at_least_one
 
 

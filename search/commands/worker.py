@@ -1,9 +1,13 @@
-"""`sarsweep worker` (a whole campaign, or one study narrowed by --variant and --stage) and
-`sarsweep launch` (one worker per GPU)."""
+"""`sarsweep worker`: run the campaign's trials (every study, or those of --variant and --stage).
+
+    sarsweep worker --campaign configs/campaign.yaml                                   # the whole campaign
+    sarsweep worker --campaign configs/campaign.yaml --variant baseline --stage quick  # one study
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from search.commands.common import (
@@ -22,10 +26,7 @@ from search.commands.common import (
 if TYPE_CHECKING:
     from optuna.trial import Trial, TrialState
 
-    from search.campaign import CampaignConfig
-    from search.promote import Promotion
-    from search.worker import WorkerSummary
-    from storage.rdb import ResilientRDBStorage
+    from search.running.promote import Promotion
     from training.data import SplitData
     from training.trainer import EpochResult
 
@@ -47,27 +48,43 @@ def add(commands: Subparsers) -> None:
     heartbeat_args(worker)
     worker.set_defaults(func=run)
 
-    launch = commands.add_parser("launch", help="start one worker per GPU (worker options after --)")
-    launch.add_argument("--gpus", default="all", help="'all' or GPU indices like 0,1,3 (default all)")
-    launch.add_argument("--per-gpu", type=at_least_one, default=1,
-                        help="workers per GPU (CPU workers when there is none)")
-    launch.add_argument("worker_args", nargs=argparse.REMAINDER, help="-- then `sarsweep worker` options")
-    launch.set_defaults(func=run_launch)
-
 
 def run(args: argparse.Namespace) -> int:
-    from search.objective import worker_name
+    from search.running.source import Hooks, served_studies
+    from search.running.trial import worker_name
+    from search.running.worker import run_campaign_worker
+    from storage import artifacts_root
+    from training.data import describe_split
 
     campaign = load_campaign_of(args)
     variants_of(campaign, args.variant)
-    role = f"worker-{args.stage}" if args.stage else "worker"
-    storage = open_storage_of(args, role)
-    if args.variant and args.stage:
-        # The name `sarsweep status` shows beside this worker's running trials.
-        print(f"worker {worker_name()} on {campaign.study_name(args.variant, args.stage)}", flush=True)
-        summary = one_study(args, storage, campaign)
-    else:
-        summary = whole_campaign(args, storage, campaign)
+    storage = open_storage_of(args, f"worker-{args.stage}" if args.stage else "worker", args.heartbeat_interval,
+                              args.grace_period, claims_trials=True)
+    variants = [args.variant] if args.variant else list(campaign.variants)
+    stages = [args.stage] if args.stage else ["quick", "full"]
+    served = served_studies(campaign, variants, stages)
+    one = bool(args.variant and args.stage)  # one study: it leaves when the study has nothing to claim
+    names = ", ".join(campaign.study_name(*key) for key in served)
+    # The name `sarsweep status` shows beside this worker's running trials.
+    print(f"worker {worker_name()} on {names}" if one else
+          f"worker {worker_name()} on campaign {campaign.name}: {names}", flush=True)
+    poll = args.poll or 10.0
+
+    def prefix(trial: Trial) -> str:
+        return "" if one else f"{trial.study.study_name} "
+
+    def data_line(stage: str, data: SplitData) -> None:
+        line = describe_split(data, campaign.train.data, campaign.stage(stage).fraction)
+        print(line if one else f"{stage} stage {line}", flush=True)
+
+    def epoch(trial: Trial, stage: str, e: EpochResult) -> None:
+        print(epoch_line(trial, e, campaign.stage(stage).epochs, prefix(trial)), flush=True)
+
+    hooks = Hooks(on_trial=lambda t, s: print(trial_line(t, s, prefix(t)), flush=True), on_wait=waiting(poll),
+                  on_data=data_line, on_promote=promoted(campaign.study_name), on_epoch=epoch)
+    summary = run_campaign_worker(storage, campaign, artifacts_root(args.artifacts), variants, stages,
+                                  device=args.device, worker_index=args.worker_index, threads=args.threads,
+                                  poll=poll, hooks=hooks, one_study=one)
     print(summary.line(), flush=True)
     return summary.exit_code
 
@@ -92,42 +109,21 @@ def epoch_line(trial: Trial, e: EpochResult, epochs: int, prefix: str = "") -> s
             f"{e.val_ssim:.4f} {e.seconds:.1f} s/epoch")
 
 
-def one_study(args: argparse.Namespace, storage: ResilientRDBStorage, campaign: CampaignConfig) -> WorkerSummary:
-    from search.worker import run_worker
-    from storage import artifacts_root
-    from training.data import describe_split
-
-    def data_line(data: SplitData) -> None:
-        print(describe_split(data, campaign.train.data, campaign.stage(args.stage).fraction), flush=True)
-
-    return run_worker(storage, campaign, args.variant, args.stage, artifacts_root(args.artifacts),
-                      device=args.device, worker_index=args.worker_index,
-                      on_trial=lambda t, s: print(trial_line(t, s), flush=True), on_data=data_line,
-                      threads=args.threads,
-                      on_epoch=lambda t, e: print(epoch_line(t, e, campaign.stage(args.stage).epochs), flush=True))
-
-
-def whole_campaign(args: argparse.Namespace, storage: ResilientRDBStorage, campaign: CampaignConfig) -> WorkerSummary:
-    from search.campaign_worker import run_campaign_worker, served_studies
-    from search.objective import worker_name
-    from storage import artifacts_root
-    from training.data import describe_split
-
-    variants = [args.variant] if args.variant else list(campaign.variants)
-    stages = [args.stage] if args.stage else ["quick", "full"]
-    served = served_studies(campaign, variants, stages)
-    names = ", ".join(campaign.study_name(*key) for key in served)
-    print(f"worker {worker_name()} on campaign {campaign.name}: {names}", flush=True)
-    poll = args.poll or 10.0
+def waiting(poll: float) -> Callable[[str], None]:
+    """Says why the worker waits, once per change of the reason."""
     said = [""]
 
-    def waiting(why: str) -> None:
-        if why != said[0]:  # once per change of the reason
+    def say(why: str) -> None:
+        if why != said[0]:
             print(f"waiting: {why}; looking again every {poll:g}s", flush=True)
         said[0] = why
 
-    def promoted(variant: str, promotions: list[Promotion], already: bool) -> None:
-        full = campaign.study_name(variant, "full")
+    return say
+
+
+def promoted(study_name: Callable[[str, str], str]) -> Callable[[str, list[Promotion], bool], None]:
+    def say(variant: str, promotions: list[Promotion], already: bool) -> None:
+        full = study_name(variant, "full")
         if promotions:
             picks = ", ".join(f"{p.quick_trial} ({p.quick_value:.4f}"
                               + (f", within the noise band {p.within_noise:.2f}" if p.within_noise else "") + ")"
@@ -137,21 +133,4 @@ def whole_campaign(args: argparse.Namespace, storage: ResilientRDBStorage, campa
             said = f"{full} holds its promoted configs already" if already else "no COMPLETE quick trial to promote"
         print(f"{variant}: quick stage ended; {said}", flush=True)
 
-    def data_line(stage: str, data: SplitData) -> None:
-        print(f"{stage} stage {describe_split(data, campaign.train.data, campaign.stage(stage).fraction)}",
-              flush=True)
-
-    return run_campaign_worker(
-        storage, campaign, artifacts_root(args.artifacts), variants, stages, device=args.device,
-        worker_index=args.worker_index, threads=args.threads, poll=poll,
-        on_trial=lambda t, s: print(trial_line(t, s, f"{t.study.study_name} "), flush=True),
-        on_wait=waiting, on_data=data_line, on_promote=promoted,
-        on_epoch=lambda t, e: print(epoch_line(t, e, campaign.stage(t.study.study_name.rsplit(".", 1)[1]).epochs,
-                                               f"{t.study.study_name} "), flush=True))
-
-
-def run_launch(args: argparse.Namespace) -> int:
-    from search.launch import launch, parse_gpus
-
-    worker_args = [a for a in args.worker_args if a != "--"]
-    return launch(parse_gpus(args.gpus), args.per_gpu, worker_args)
+    return say

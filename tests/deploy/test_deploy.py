@@ -107,7 +107,7 @@ def test_dockerfile_builds_on_cuda_pytorch_and_installs_the_repo() -> None:
     base = re.search(r"^FROM (\S+)", text, re.M)
     assert base and base.group(1).startswith("pytorch/pytorch:") and "cuda" in base.group(1)
     assert "RUN pip install ." in text
-    for room in ("models", "training", "storage", "search"):
+    for room in ("errors", "models", "training", "storage", "search"):
         assert f"COPY {room} ./{room}" in text
 
 
@@ -166,7 +166,7 @@ def _drop_role(pg_url: str, role: str) -> None:
 
 
 def _smoke(run: dict[str, tuple[list[str], dict[str, str]]], port: int, pg_url: str) -> None:
-    from support.http import get as _get
+    from support.web import get as _get
 
     init = subprocess.run(run["init"][0], env=run["init"][1], capture_output=True, text=True, timeout=120)
     assert init.returncode == 0, init.stderr

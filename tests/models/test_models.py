@@ -95,7 +95,7 @@ def test_loading_a_campaign_does_not_import_torch() -> None:
 
     from conftest import REPO
 
-    code = ("import sys; from search.campaign import load_campaign; "
+    code = ("import sys; from search.campaign.config import load_campaign; "
             "c = load_campaign('configs/campaign.yaml'); c.train.replace(variant='attention'); "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -114,7 +114,7 @@ def test_a_variant_registered_at_run_time_is_validated_by_the_registry() -> None
 from torch import nn
 from models import register_model
 from training.config import TrainConfig
-from models.errors import ConfigError
+from errors import ConfigError
 
 @register_model
 def custom_ds4(base_channels: int = 4, latent_channels: int = 16, in_channels: int = 1) -> nn.Module:

@@ -409,7 +409,7 @@ def _http(method: str, url: str, body: dict | None = None) -> int:
 
 
 def test_dashboard_on_the_readonly_role_changes_nothing(pg: Cluster, db, write_campaign, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from support.http import get as _get
+    from support.web import get as _get
 
     name, url = db
     path = write_campaign()

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from conftest import REPO, tiny_campaign_dict
 
-from models.errors import ConfigError
-from search.campaign import CampaignConfig, load_campaign
+from errors import ConfigError
+from search.campaign.config import CampaignConfig, load_campaign
 from training.config import TrainConfig
 from training.schema import build
 

@@ -1,4 +1,4 @@
-"""The campaign worker (search/campaign_worker.py): one command per GPU runs the whole campaign."""
+"""The campaign worker (search/running/source.py, search/running/worker.py): one command per GPU runs the whole campaign."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from conftest import run_cli, start_cli
 from optuna.trial import TrialState
 from support.campaigns import init, trials_of
 
-from search.campaign import load_campaign
+from search.campaign.config import load_campaign
 from storage import open_storage
 
 FOUR = ["baseline", "resnet_lite", "residual", "attention"]
@@ -68,7 +68,7 @@ def test_campaign_workers_finish_a_four_variant_campaign(backend: str, workers: 
 def test_claims_follow_the_documented_priority(pg_url: str, write_campaign, tmp_path: Path) -> None:
     """Promoted full runs first; then the quick study with a retry waiting; then the one with the
     most trials unclaimed; then studies where only others' trials run."""
-    from search.campaign_worker import CampaignSource
+    from search.running.source import CampaignSource
 
     path = write_campaign(variants=FOUR, quick={"trials": 3})
     init(path, pg_url, tmp_path)

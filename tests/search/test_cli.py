@@ -244,7 +244,7 @@ def test_a_disk_that_fills_during_a_checkpoint_write_names_the_reason(tmp_path: 
     writer, whose own message ("unexpected pos") names no reason; save_atomic's must."""
     disk = tmp_path / "disk"
     code = ("import sys, torch; from pathlib import Path; from training.checkpoint import save_atomic\n"
-            "from models.errors import OutputError\n"
+            "from errors import OutputError\n"
             "try: save_atomic({'w': torch.zeros(1 << 16)}, Path(sys.argv[1]))\n"
             "except OutputError as exc: print(exc); sys.exit(3)")
     done = on_a_small_disk(disk, "64k", f'"{sys.executable}" -c "{code}" "{disk}/best.pt"; rc=$?; ls -A "{disk}"; '

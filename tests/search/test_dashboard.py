@@ -15,10 +15,10 @@ import pytest
 from conftest import start_cli
 from PIL import Image
 from support.cluster import free_port
-from support.http import get as _get
+from support.web import get as _get
 
-from search.campaign import load_campaign
-from search.worker import run_worker
+from search.campaign.config import load_campaign
+from search.running.worker import run_worker
 from storage import open_storage
 from training.trainer import train
 

@@ -9,7 +9,7 @@ import optuna
 from conftest import run_cli
 from support.campaigns import init
 
-from search.campaign import load_campaign
+from search.campaign.config import load_campaign
 from storage import open_storage
 
 

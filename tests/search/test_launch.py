@@ -8,7 +8,7 @@ import pytest
 from conftest import run_cli
 from support.campaigns import init, trials_of
 
-from models.errors import SarsweepError
+from errors import SarsweepError
 
 
 def test_launch_runs_cpu_workers_that_share_the_budget(pg_url: str, write_campaign, tmp_path: Path) -> None:
@@ -26,7 +26,7 @@ def test_launch_hands_each_worker_a_gpu_of_its_own_allocation() -> None:
     allocation's second GPU; a child told CUDA_VISIBLE_DEVICES=1 trained on physical GPU 1, outside
     it. A GPU it does not see, or one listed twice, used to start a CPU worker or two workers on one
     GPU without a word."""
-    from search.launch import parse_gpus
+    from search.running.launch import parse_gpus
 
     assert parse_gpus("all", 4, "4,5,6,7") == ["4", "5", "6", "7"]
     assert parse_gpus("1,3", 4, "4,5,6,7") == ["5", "7"]
@@ -55,10 +55,10 @@ def test_launch_on_a_gpu_this_machine_lacks_starts_no_worker(write_campaign, tmp
 
 
 def test_launch_gives_cpu_workers_an_equal_share_of_the_cores(monkeypatch) -> None:
-    from search.launch import worker_commands
+    from search.running.launch import worker_commands
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("search.launch.node_cores", lambda: 16)  # the cores this process may use
+    monkeypatch.setattr("search.running.launch.node_cores", lambda: 16)  # the cores this process may use
     cpu = worker_commands([], 4, ["--campaign", "c.yaml"])
     assert [env["OMP_NUM_THREADS"] for _, env in cpu] == ["4"] * 4
     assert [cmd[-1] for cmd, _ in cpu] == ["0", "1", "2", "3"]

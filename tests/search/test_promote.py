@@ -11,9 +11,9 @@ from conftest import run_cli, start_cli
 from optuna.trial import TrialState
 from support.campaigns import quick_done, trials_of
 
-from search.campaign import load_campaign
-from search.promote import promote
-from search.worker import run_worker
+from search.campaign.config import load_campaign
+from search.running.promote import promote
+from search.running.worker import run_worker
 from storage import open_storage
 
 

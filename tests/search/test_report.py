@@ -13,12 +13,12 @@ from conftest import run_cli, temp_database, tiny_campaign_dict
 from optuna.trial import TrialState
 from scipy.stats import spearmanr
 
-from search.campaign import load_campaign
-from search.promote import promote
-from search.report import collect, fidelity_of, summary_line, trial_seconds
-from search.report_render import comparison_rows, write_report
-from search.studies import ensure_study
-from search.worker import run_worker
+from search.campaign.config import load_campaign
+from search.campaign.studies import ensure_study
+from search.report.collect import collect, fidelity_of, summary_line, trial_seconds
+from search.report.render import comparison_rows, write_report
+from search.running.promote import promote
+from search.running.worker import run_worker
 from storage import open_storage
 
 

@@ -1,4 +1,4 @@
-"""Disk room: a worker claims only what the artifacts disk can hold (search/room.py)."""
+"""Disk room: a worker claims only what the artifacts disk can hold (search/running/disk.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from conftest import on_a_small_disk, start_cli, tiny_campaign_dict
 from optuna.trial import TrialState
 from support.campaigns import init, trials_of
 
-from search.campaign import load_campaign
+from search.campaign.config import load_campaign
 from storage import open_storage
 
 
@@ -101,7 +101,7 @@ def test_claims_of_different_variants_take_turns_at_the_disk_check(pg_url: str, 
 
 
 def test_a_running_trial_reserves_only_what_its_folder_does_not_hold_yet(write_campaign, tmp_path: Path) -> None:
-    from search.room import still_to_write
+    from search.running.disk import still_to_write
     from training.checkpoint import checkpoint_bytes
     from training.config import TrainConfig
 

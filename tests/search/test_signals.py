@@ -1,4 +1,4 @@
-"""SIGTERM/SIGINT in the main thread (search/signals.py)."""
+"""SIGTERM/SIGINT in the main thread (search/running/signals.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from search.signals import WorkerStopped, handled, raise_if_stopped, stop_on_signals
+from search.running.signals import WorkerStopped, handled, raise_if_stopped, stop_on_signals
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the lost one, on purpose

@@ -40,7 +40,7 @@ def test_status_shows_states_and_best(pg_url: str, write_campaign, tmp_path: Pat
 
 
 def test_status_lists_unbeaten_then_stalest_running_trials_first() -> None:
-    from search.status import RunningTrial, StageStatus, render_running
+    from search.report.status import RunningTrial, StageStatus, render_running
 
     quick = StageStatus("residual", "quick", True, running=[
         RunningTrial(3, "gpu-a:11", 2, 20, 700.0, 4.0), RunningTrial(5, "gpu-b:12", 0, 20, 130.0, 125.0)])
@@ -59,7 +59,7 @@ def test_status_estimates_the_time_a_stage_has_left_at_the_current_worker_count(
     """Two finished trials took 100 s and 300 s (a new trial: 200 s). Two run: one at 10 s an epoch
     with 2 of 5 epochs left (20 s), one without an epoch yet 50 s in (150 s). Three more to start
     go to whichever worker frees first: at 20 s, 150 s and 220 s, so the last ends at 420 s."""
-    from search.status import RunningTrial, StageStatus, render_left, time_left
+    from search.report.status import RunningTrial, StageStatus, render_left, time_left
 
     def finished(number: int, seconds: float, state: TrialState = TrialState.COMPLETE) -> optuna.trial.FrozenTrial:
         start = dt.datetime(2026, 11, 29, 1, 0)

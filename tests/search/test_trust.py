@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 from scipy.stats import spearmanr
 from support.campaigns import init, trials_of
 
-from search.campaign import load_campaign
-from search.studies import AfterWarmupPruner
-from search.verdicts import agreement, beside_noise, exact_p
+from search.campaign.config import load_campaign
+from search.campaign.studies import AfterWarmupPruner
+from search.policy.verdicts import agreement, beside_noise, exact_p
 from storage import open_storage
 
 
@@ -74,7 +74,7 @@ def test_init_refuses_a_warmup_range_that_makes_pruning_impossible(write_campaig
 
 
 def test_the_default_lr_range_holds_the_research_groups_own_choice() -> None:
-    from search.campaign import default_space
+    from search.campaign.config import default_space
 
     lr = default_space()["lr"]
     assert lr.log and lr.low <= 5e-5 <= lr.high
@@ -129,8 +129,8 @@ def test_seed_noise_is_measured_per_stage_and_widens_promotion(pg_url: str, writ
     """After the quick stage's budget, its best config runs with 2 more seeds; its spread is the
     quick noise band, and promotion takes the top 1 and every config within that band of it (up
     to max_k). The full stage's winner is re-run the same way."""
-    from search.noise import band
-    from search.promote import ranked_distinct
+    from search.policy.promotion import ranked_distinct
+    from search.policy.seeds import band
 
     common = {"quick": {"trials": 5, "epochs": 2}, "full": {"top_k": 1, "max_k": 3, "epochs": 2}}
     off = write_campaign(filename="off.yaml", **common)

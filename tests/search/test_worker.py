@@ -16,8 +16,8 @@ from conftest import run_cli, start_cli, tiny_campaign_dict
 from optuna.trial import TrialState
 from support.campaigns import first_checkpoint, init, running_row, trials_of
 
-from search.campaign import load_campaign
-from search.worker import run_worker
+from search.campaign.config import load_campaign
+from search.running.worker import run_worker
 from storage import open_storage
 
 

@@ -14,7 +14,7 @@ def test_a_signal_inside_a_locked_transaction_stops_the_process_and_is_no_lost_c
     instead of stopping, and `sarsweep reaper` exited 1 on docker stop about one time in eight."""
     from sqlalchemy import event, text
 
-    from search.signals import WorkerStopped
+    from search.running.signals import WorkerStopped
     from storage.locks import locked_transaction
 
     storage = open_storage(pg_url, create_schema=True)

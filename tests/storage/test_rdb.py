@@ -47,7 +47,7 @@ def test_plain_optuna_cli_reads_our_studies(pg_url: str, write_campaign, tmp_pat
 
 
 def test_heartbeat_settings_must_leave_room(pg_url: str) -> None:
-    from models.errors import StorageError
+    from errors import StorageError
 
     with pytest.raises(StorageError, match="grace period"):
         StorageSettings(heartbeat_interval=10, grace_period=10)

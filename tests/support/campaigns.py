@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 from conftest import run_cli
 
-from search.campaign import CampaignConfig, load_campaign
-from search.worker import run_worker
+from search.campaign.config import CampaignConfig, load_campaign
+from search.running.worker import run_worker
 from storage import open_storage
 
 

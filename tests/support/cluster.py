@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from models.errors import SarsweepError
+from errors import SarsweepError
 from storage.pgserver import server_binary  # the binaries `sarsweep db` runs, found the same way
 
 

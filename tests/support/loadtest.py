@@ -4,7 +4,7 @@
     python tests/support/loadtest.py --storage URL --study NAME --trials 100 [--sleep 0] [--stock N]
 
 Measures the storage path alone, with no training and no torch import: each trial samples one
-float and returns it after --sleep seconds. The sarsweep mode runs `search.worker.work` (claim
+float and returns it after --sleep seconds. The sarsweep mode runs sarsweep's worker loop, `search.running.worker.serve` (claim
 under the study lock, heartbeat thread, reaper thread, exact budget of --trials shared by all
 processes on the study); --stock N runs `study.optimize(n_trials=N)` on an RDBStorage made with
 Optuna's defaults (SQLAlchemy's default pool, no pool_pre_ping), the baseline a user starts
@@ -20,14 +20,47 @@ import logging
 import sys
 import time
 import warnings
+from collections.abc import Callable
 
 import optuna
 from optuna.storages import RDBStorage
 
-from models.errors import SarsweepError
-from search.process import setup_process
+from errors import SarsweepError
+from search.cli import setup_process
+from search.running.source import Claimed
+from search.running.worker import WorkerSummary, serve
 from storage import StorageSettings, open_storage
+from storage.rdb import ResilientRDBStorage
 from storage.urls import parse, resolve_url
+
+
+class StudySource:
+    """Trials of one study for the load-test workers: up to `budget` new ones, and what waits."""
+
+    def __init__(self, study: optuna.Study, storage: ResilientRDBStorage, budget: int | None,
+                 objective: Callable[[optuna.trial.Trial], float]) -> None:
+        self.study, self.storage, self.budget, self.objective = study, storage, budget, objective
+        self.studies = [study]
+        self.serves = study.study_name
+
+    def claim(self) -> Claimed | None:
+        from storage.trials import claim_through_outage
+
+        trial = claim_through_outage(self.study, self.storage, self.budget)
+        return None if trial is None else Claimed(self.study, "quick", trial, self.objective)
+
+    def idle(self) -> str | None:
+        return None
+
+    def finished(self, trial: optuna.trial.Trial, state: optuna.trial.TrialState) -> None:
+        pass
+
+
+def work(study: optuna.Study, storage: ResilientRDBStorage, budget: int | None,
+         objective: Callable[[optuna.trial.Trial], float]) -> WorkerSummary:
+    """sarsweep's worker loop (search.running.worker.serve) over one study and any objective: the
+    storage path alone, with no training and no torch import."""
+    return serve(StudySource(study, storage, budget, objective), storage)
 
 
 def objective(sleep: float):  # type: ignore[no-untyped-def]
@@ -75,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             study.optimize(objective(args.sleep), n_trials=args.stock)
             ran = args.stock
         else:
-            from search.worker import work
-
-            settings = StorageSettings(role="loadtest", heartbeat_interval=args.heartbeat,
+            settings = StorageSettings(role="loadtest", claims_trials=True, heartbeat_interval=args.heartbeat,
                                        grace_period=args.grace, pool_size=args.pool_size)
             storage = open_storage(args.storage, settings, create_schema=args.create)
             if args.create:
@@ -87,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             study = optuna.load_study(study_name=args.study, storage=storage, sampler=sampler)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                summary = work(study, storage, "quick", args.trials, objective(args.sleep))
+                summary = work(study, storage, args.trials, objective(args.sleep))
             ran = sum(summary.states.values())
     except SarsweepError as exc:
         print(f"loadtest: error: {exc}", file=sys.stderr)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from conftest import REPO, tiny_config_dict
 
-from models.errors import ConfigError
+from errors import ConfigError
 from training.config import TrainConfig, config_hash, dump_yaml, load_train_config
 
 
@@ -67,7 +67,7 @@ def test_numbers_in_exponent_notation_are_numbers(tmp_path: Path) -> None:
     """`lr: 1e-3` was refused ("expected float, got '1e-3'"): PyYAML reads YAML 1.1, where a float
     needs a dot. Train and campaign files now read it as YAML 1.2 and JSON do; a quoted '1e-3'
     is still a string, and a word that only looks like one (e5, 1e) too."""
-    from search.campaign import load_campaign
+    from search.campaign.config import load_campaign
 
     cfg = load_train_config(write(tmp_path, "lr: 1e-3\nweight_decay: 5E-5\ngrad_clip: 1e0\nepochs: 3\n"))
     assert (cfg.lr, cfg.weight_decay, cfg.grad_clip, cfg.epochs) == (0.001, 5e-05, 1.0, 3)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.trained import extract_patches
 
 import training.data.dataset as dataset
-from models.errors import ConfigError, DataError, RasterReadError
+from errors import ConfigError, DataError, RasterReadError
 from training.config import DataConfig, SyntheticConfig
 from training.data import describe_split, load_data, nested_subset, prepare, split
-from training.data.patches import extract_patches
 from training.data.readers import read_raster
 from training.data.synthetic import reflectivity, speckled_scene
 from training.files import write_npy_rows

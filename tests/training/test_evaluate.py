@@ -12,9 +12,10 @@ import pytest
 import torch
 from conftest import run_cli, tiny_config_dict
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from support.trained import model_from_checkpoint
 
 from search.cli import main
-from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.checkpoint import load_checkpoint
 from training.config import TrainConfig
 from training.data import prepare
 from training.evaluate import evaluate
@@ -128,8 +129,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args: list[str], messag
 def test_a_campaign_trial_is_found_through_storage_even_after_its_artifacts_moved(
         pg_url: str, write_campaign, tmp_path: Path, capfd: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from search.campaign import load_campaign
-    from search.worker import run_worker
+    from search.campaign.config import load_campaign
+    from search.running.worker import run_worker
     from storage import open_storage
 
     monkeypatch.chdir(tmp_path)  # in process (torch is loaded already): the default artifacts root is here

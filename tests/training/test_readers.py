@@ -11,7 +11,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from models.errors import RasterReadError
+from errors import RasterReadError
 from training.config import DataConfig
 from training.data.readers import normalise, read_raster
 
@@ -184,7 +184,7 @@ def _bordered(chip: np.ndarray, top: int, left: int, size: tuple[int, int], fill
 def test_a_no_data_border_is_left_out_of_the_normalisation_and_its_patches_dropped(s1: Path, tmp_path: Path) -> None:
     """A GRD scene's edge is zero-filled and tagged GDAL_NODATA=0. Counted as data, the border
     pulled the 1st percentile down to the smallest value and squeezed the real pixels' range."""
-    from models.errors import DataError
+    from errors import DataError
     from training.data import describe_split, load_data, prepare, split
 
     chip = tifffile.imread(s1 / BIG_GRD)  # 185 x 185 x [VH, VV] DN, no zeros of its own
@@ -229,7 +229,7 @@ def test_nan_is_no_data_and_a_set_value_too(s1: Path, tmp_path: Path) -> None:
 
 
 def test_bad_no_data_settings_name_the_field(s1: Path, tmp_path: Path) -> None:
-    from models.errors import ConfigError
+    from errors import ConfigError
     from training.config import TrainConfig
 
     for data, message in (({"max_nodata": 1.0}, "data.max_nodata: must be in [0, 1), got 1.0"),

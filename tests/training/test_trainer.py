@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support.trained import model_from_checkpoint
 
-from models.errors import CheckpointError, NonFiniteLossError
-from training.checkpoint import checkpoint_bytes, load_checkpoint, model_from_checkpoint
+from errors import CheckpointError, NonFiniteLossError
+from training.checkpoint import checkpoint_bytes, load_checkpoint
 from training.data import SplitData, load_data
 from training.trainer import EpochResult, Run, lr_at, train
 
@@ -190,7 +191,8 @@ def test_trains_on_real_sentinel1_chips(tiny_config, s1: Path, variant: str) -> 
 @pytest.mark.slow
 def test_compiled_training_saves_plain_weights_and_resumes_eagerly(tiny_config, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                                     monkeypatch) -> None:
-    from training.checkpoint import model_from_checkpoint
+    from support.trained import model_from_checkpoint
+
     from training.data import cache_root
 
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.errors import DataError, RasterReadError
+from errors import DataError, RasterReadError
 from training.cache import CACHE_VERSION, cache_root, describe_data, in_use, making, read_patches
 from training.config import DataConfig, config_hash
 from training.data.patches import patch_rows, too_empty, within_tiles

@@ -64,8 +64,3 @@ def too_empty(patches: np.ndarray, max_nodata: float) -> np.ndarray:
     read_raster) is above `max_nodata`."""
     return np.isnan(patches[:, 0]).mean(axis=(1, 2)) > max_nodata
 
-
-def extract_patches(image: np.ndarray, size: int, stride: int, small: str = "skip") -> np.ndarray:
-    """All windows of `patch_rows` as one (N, C, size, size) array."""
-    rows = [r.patches for r in patch_rows(image, size, stride, small)]
-    return np.concatenate(rows) if rows else np.empty((0, image.shape[0], size, size), dtype=image.dtype)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import RasterReadError
+from errors import RasterReadError
 from training.config import DataConfig
 
 log = logging.getLogger("sarsweep.data")

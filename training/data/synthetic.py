@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from skimage.filters import gaussian
 
-from models.errors import OutputError
+from errors import OutputError
 from training.cache import in_use, making, touch
 from training.config import SyntheticConfig, config_hash
 from training.files import os_reason, write_npy

@@ -5,7 +5,7 @@ been claimed, failed and queued for retry; under compose's `restart: on-failure`
 too small disk did that again at every start. So before every claim a worker checks that the
 artifacts root is writable (`check_writable`, no lock) and, under the claim lock, that it has
 room for its largest trial's checkpoints plus what the campaign's running trials have still to
-write (`RoomCheck`): every variant and stage, whose workers write to the same root.
+write (`DiskRoom`): every variant and stage, whose workers write to the same root.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search.campaign import STAGES, CampaignConfig
+from search.campaign.config import STAGES, CampaignConfig
 from storage.artifacts import artifact_dir, trial_dir
+from storage.lineage import original_number
 from storage.locks import LockConnection, also_lock
 from storage.optuna_internals import study_id
-from storage.trials import original_number
 from training.config import TrainConfig
 from training.files import ensure_free, ensure_writable
 
@@ -31,7 +31,7 @@ def check_writable(artifacts: Path) -> None:
         ensure_writable(folder)
 
 
-class RoomCheck:
+class DiskRoom:
     """Under the claim lock: room for the largest trial's checkpoints plus what the campaign's
     running trials have still to write (seen from this worker's artifacts root, the shared disk
     they all write to). Else an OutputError, and the worker stops with no trial claimed: a restart

@@ -1,4 +1,4 @@
-"""The report as Markdown and HTML (search/report.py says what is in it): tables, sentences, plots.
+"""The report as Markdown and HTML (search/report/collect.py says what is in it): tables, sentences, plots.
 
 Every figure stands beside what it must be compared with: a PSNR beside the trivial reference on
 the same patches, a difference beside the stage's noise band, a rank correlation beside its n
@@ -15,11 +15,11 @@ from typing import Any
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
-from search.campaign import CampaignConfig
-from search.report import Report, VariantResult, collect, held_out_sentence, score_held_out, summary_line
-from search.report_plots import plots
-from search.status import STATES
-from search.verdicts import beside_noise
+from search.campaign.config import CampaignConfig
+from search.policy.verdicts import beside_noise
+from search.report.collect import Report, VariantResult, collect, held_out_sentence, score_held_out, summary_line
+from search.report.plots import plots
+from search.report.status import STATES
 from training.files import atomic_write, ensure_writable
 
 CONFIG_KEYS = ("lr", "warmup_epochs", "grad_clip", "base_channels", "optimizer", "weight_decay")

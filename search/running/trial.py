@@ -22,13 +22,15 @@ import optuna
 from optuna.artifacts import upload_artifact
 from optuna.trial import Trial
 
-from models.errors import OutputError
-from search.campaign import CampaignConfig
-from search.dashboard import note_config
-from search.signals import raise_if_stopped
-from search.studies import NOISE_ATTR, derived_seed, sample_params
+from errors import OutputError
+from search.campaign.config import CampaignConfig
+from search.campaign.dashboard import note_config
+from search.campaign.roles import NOISE_OF, NOISE_SEED
+from search.campaign.studies import derived_seed, sample_params
+from search.running.signals import raise_if_stopped
 from storage import trial_dir
-from storage.trials import frozen, original_number
+from storage.lineage import original_number
+from storage.trials import frozen
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, with_absolute_root
 from training.data import SplitData
@@ -75,21 +77,28 @@ def build_config(trial: Trial, ctx: TrialContext, number: int, attrs: dict[str, 
     stage = ctx.campaign.stage(ctx.stage)
     attrs = attrs or {}
     seed = derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, number)
-    if NOISE_ATTR in attrs:
-        seed = derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, attrs[NOISE_ATTR], "noise", attrs["noise_seed"])
+    if NOISE_OF in attrs:
+        seed = derived_seed(ctx.campaign.name, ctx.variant, ctx.stage, attrs[NOISE_OF], "noise", attrs[NOISE_SEED])
     params = sample_params(trial, ctx.campaign.space(ctx.variant))
-    fixed: dict[str, Any] = {
-        "variant": ctx.variant, "fraction": stage.fraction, "epochs": stage.epochs,
-        "seed": seed,
-        "out_dir": str(trial_dir(ctx.artifacts, ctx.campaign.name, ctx.variant, ctx.stage, number)),
-    }
-    if ctx.device:
-        fixed["device"] = ctx.device
-    base = with_absolute_root(ctx.campaign.train.to_dict())  # the trial's config, and its export, retrain anywhere
-    cfg = TrainConfig.from_dict({**base, **params, **fixed})
+    out_dir = trial_dir(ctx.artifacts, ctx.campaign.name, ctx.variant, ctx.stage, number)
+    cfg = trial_config(ctx.campaign, ctx.variant, stage.fraction, stage.epochs, params, seed, out_dir, ctx.device)
     if resolve_device(cfg.device).type == "cpu":  # a share of the node's cores, decided as the trial starts
         cfg = cfg.replace(threads=threads_for(ctx.threads or cfg.threads)[0])
     return cfg
+
+
+def trial_config(campaign: CampaignConfig, variant: str, fraction: float, epochs: int, params: dict[str, Any],
+                 seed: int, out_dir: str | Path, device: str | None = None, threads: int | None = None) -> TrainConfig:
+    """The TrainConfig of a point of the campaign's space at a fidelity (fraction, epochs): what a
+    trial trains, and what bench/curves.py records. Validated like a hand-written YAML; its data
+    root is absolute, so the config (and its export) retrains from any folder."""
+    fixed: dict[str, Any] = {"variant": variant, "fraction": fraction, "epochs": epochs, "seed": seed,
+                             "out_dir": str(out_dir)}
+    if device:
+        fixed["device"] = device
+    if threads:
+        fixed["threads"] = threads
+    return TrainConfig.from_dict({**with_absolute_root(campaign.train.to_dict()), **params, **fixed})
 
 
 def objective_value(ctx: TrialContext, psnr: float, ssim: float) -> float:

@@ -1,8 +1,9 @@
 """Every error sarsweep reports to a user, in one module (as `optuna.exceptions` is for Optuna).
 
-It lives in `models`, the bottom room, and imports nothing, so every room imports its errors
-from here and from nowhere else. The CLI shows any `SarsweepError` as one line and exits with
-code 2; anything else is a bug and keeps its traceback.
+It is a room of its own below all the others (`errors`, beside models, training, storage and
+search) and imports nothing, so every room imports its errors from here and from nowhere else,
+and no room has to import `models` (torch's room) to raise one. The CLI shows any
+`SarsweepError` as one line and exits with code 2; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class StudyError(SarsweepError):
 
 class QuickUnfinished(SarsweepError):
     """A variant's quick stage still has trials to run, and a partial promotion was not asked for.
-    `progress` says what it has left (search.studies.StageProgress)."""
+    `progress` says what it has left (search.campaign.studies.StageProgress)."""
 
     def __init__(self, variant: str, progress: object, sentence: str) -> None:
         self.variant, self.progress = variant, progress

@@ -21,16 +21,17 @@ variant's quick stage ends.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, TrialState
 
-from models.errors import QuickUnfinished
-from search.campaign import CampaignConfig
-from search.noise import Band, band
-from search.studies import REFERENCE_ATTR, is_noise, load_stage_study, stage_progress
+from errors import QuickUnfinished
+from search.campaign.config import CampaignConfig
+from search.campaign.roles import PROMOTED_FROM_TRIAL
+from search.campaign.studies import load_stage_study
+from search.policy.promotion import picks, promotion_attrs
+from search.policy.seeds import band
+from search.policy.stages import stage_progress
 from storage import study_lock
 from storage.optuna_internals import study_id
 from storage.queries import heartbeat_ages, is_stale
@@ -55,35 +56,6 @@ class Promotion:
         return f" (within the quick stage's noise band {self.within_noise:.2f} of config {top_k}, {kth:.4f})"
 
 
-def ranked_distinct(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """COMPLETE trials by value, best first, skipping any whose params repeat a better one's (a
-    retry's, a seed-noise re-run's)."""
-    ranked = sorted((t for t in trials if t.state == TrialState.COMPLETE and not is_noise(t)),
-                    key=lambda t: (-float(t.value), t.number))  # type: ignore[arg-type]
-    picked, seen = [], set()
-    for t in ranked:
-        key = json.dumps(t.params, sort_keys=True, default=str)
-        if key not in seen:
-            seen.add(key)
-            picked.append(t)
-    return picked
-
-
-def picks(trials: list[FrozenTrial], k: int, most: int, noise: Band | None) -> list[tuple[FrozenTrial, float | None]]:
-    """The top k distinct configs, then each next one whose value lies within the noise band of
-    the k-th's (up to `most` in all), with the band it was taken within (None for the top k)."""
-    ranked = ranked_distinct(trials)
-    chosen: list[tuple[FrozenTrial, float | None]] = [(t, None) for t in ranked[:k]]
-    if noise is None or len(ranked) <= k:
-        return chosen
-    kth = float(ranked[k - 1].value)  # type: ignore[arg-type]
-    for t in ranked[k:most]:
-        if float(t.value) < kth - noise.spread:  # type: ignore[arg-type]
-            break
-        chosen.append((t, noise.spread))
-    return chosen
-
-
 def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: int | None = None,
             partial: bool = False, first_only: bool = False) -> list[Promotion]:
     """Enqueue the best configs of a finished quick stage; QuickUnfinished while it still runs,
@@ -93,7 +65,7 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
     quick = load_stage_study(storage, campaign, variant, "quick")
     full = load_stage_study(storage, campaign, variant, "full")
     trials = quick.get_trials(deepcopy=False)
-    progress = stage_progress(trials, campaign.quick_budget(), campaign, "quick")
+    progress = stage_progress(trials, campaign.quick_budget(), campaign.noise_seeds, "quick")
     if progress.left and not partial:
         if progress.running:
             grace = heartbeat_of(storage)[1]
@@ -104,19 +76,13 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
     chosen = picks(trials, k, max(k, campaign.full.most), band(trials))
     results = []
     with study_lock(storage, full.study_name):
-        done = {t.user_attrs.get("promoted_from_trial") for t in full.get_trials(deepcopy=False)} - {None}
+        done = {t.user_attrs.get(PROMOTED_FROM_TRIAL) for t in full.get_trials(deepcopy=False)} - {None}
         if first_only and done:
             return []
         for t, within in chosen:
             fresh = t.number not in done
             if fresh:
-                attrs = {"promoted_from_study": quick.study_name, "promoted_from_trial": t.number,
-                         "quick_value": t.value}
-                if within is not None:
-                    attrs["promoted_within_noise"] = within
-                if REFERENCE_ATTR in t.user_attrs:
-                    attrs[REFERENCE_ATTR] = t.user_attrs[REFERENCE_ATTR]
-                full.enqueue_trial(t.params, user_attrs=attrs)
+                full.enqueue_trial(t.params, user_attrs=promotion_attrs(t, quick.study_name, within))
             results.append(Promotion(variant, t.number, float(t.value), t.params, fresh,  # type: ignore[arg-type]
                                      within))
     return results

@@ -13,11 +13,13 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from models.errors import CheckpointError, StudyError
-from search.campaign import CampaignConfig
-from search.studies import best_complete, load_stage_study
+from errors import CheckpointError, StudyError
+from search.campaign.config import CampaignConfig
+from search.campaign.roles import PROMOTED_FROM_STUDY, PROMOTED_FROM_TRIAL
+from search.campaign.studies import load_stage_study
+from search.policy.stages import best_complete
 from storage import trial_dir
-from storage.trials import original_number
+from storage.lineage import original_number
 from training.config import TrainConfig, dump_yaml, with_absolute_root
 from training.files import atomic_write
 
@@ -75,8 +77,8 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
         cfg = TrainConfig.from_dict(with_absolute_root(cfg.to_dict()))
         where = f"data.root {cfg.data.root} (recorded as {root}, resolved from {Path.cwd()})"
     a = trial.user_attrs
-    lineage = (f"; promoted from {a['promoted_from_study']} trial {a['promoted_from_trial']}"
-               if "promoted_from_study" in a else "")
+    lineage = (f"; promoted from {a[PROMOTED_FROM_STUDY]} trial {a[PROMOTED_FROM_TRIAL]}"
+               if PROMOTED_FROM_STUDY in a else "")
     stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}"
     header = "\n".join([
         f"sarsweep train config exported from campaign {campaign.name}, study {study.study_name}, trial {trial.number}",

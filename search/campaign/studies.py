@@ -10,89 +10,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import typing
-from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import FrozenTrial, Trial
 
-from models.errors import StudyError
-from search.campaign import CampaignConfig, ParamSpec
+from errors import StudyError
+from search.campaign.config import CampaignConfig, ParamSpec
+from search.campaign.roles import REFERENCE, UNPRUNED
 from storage import study_lock
-from storage.trials import is_retry
 from training.config import TrainConfig
 
 log = logging.getLogger("sarsweep.search")
-
-# Trial user attrs that say what a trial is for, beyond a point of the search.
-NOISE_ATTR = "noise_of"
-"""A seed-noise re-run's (search/noise.py): the number of the trial whose config it re-runs."""
-REFERENCE_ATTR = "reference"
-"""A reference config's (campaign `reference:`): its name."""
-
-
-def is_noise(t: FrozenTrial) -> bool:
-    return NOISE_ATTR in t.user_attrs
-
-
-def best_complete(trials: list[FrozenTrial]) -> FrozenTrial | None:
-    """The COMPLETE trial with the highest value (the lowest number among equals), or None. A
-    seed-noise re-run is never it: picking the luckiest seed of a config flatters it."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and not is_noise(t)]
-    return max(done, key=lambda t: (float(t.value), -t.number)) if done else None  # type: ignore[arg-type]
-
-
-@dataclass
-class StageProgress:
-    """What a stage has still to run (see stage_progress)."""
-
-    running: int
-    waiting: int
-    """Queued: retries of failed or lost trials, and enqueued configs."""
-    unclaimed: int
-    """Trials of a quick stage's budget no worker has started yet (0 for a full stage)."""
-    finished: int
-    """COMPLETE, PRUNED and FAIL trials."""
-    lost: int = 0
-    """Running trials past the grace period without a heartbeat: their worker is gone, and they
-    end only when a worker or `sarsweep reaper` retries them."""
-    noise: int = 0
-    """Seed-noise re-runs of the stage's best config still to be queued (search/noise.py)."""
-
-    @property
-    def left(self) -> int:
-        return self.running + self.waiting + self.unclaimed + self.noise
-
-    def sentence(self) -> str:
-        running = f"{self.running} running"
-        if self.lost:
-            gone = (f"{self.lost} of them with their worker gone" if self.lost < self.running
-                    else "whose worker is gone")
-            running += f" {gone}, for a worker or `sarsweep reaper` to retry"
-        parts = [text for n, text in ((self.running, running), (self.waiting, f"{self.waiting} waiting"),
-                                      (self.unclaimed, f"{self.unclaimed} not started"),
-                                      (self.noise, f"{self.noise} seed-noise re-run(s) to come")) if n]
-        return f"{', '.join(parts)}; {self.finished} finished"
-
-
-def stage_progress(trials: list[FrozenTrial], budget: int | None, campaign: CampaignConfig | None = None,
-                   stage: str = "quick") -> StageProgress:
-    """Counted from a stage's trials; `budget` is a quick stage's (None for a full stage, which runs
-    only what waits). Originals are trials that are no retry, as the claim counts them. A RUNNING
-    trial counts as running even when its worker died: the reaper retries it. With `campaign`,
-    the seed-noise re-runs still to be queued count too (they end the stage)."""
-    from search.noise import pending
-
-    count = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
-    originals = sum(1 for t in trials if not is_retry(t))
-    progress = StageProgress(count[TrialState.RUNNING], count[TrialState.WAITING],
-                             0 if budget is None else max(0, budget - originals),
-                             count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.FAIL])
-    if campaign is not None:
-        progress.noise = pending(trials, campaign, stage, progress.left)
-    return progress
-
 
 def derived_seed(*parts: object) -> int:
     """A 31-bit seed from any parts, stable across machines and Python runs."""
@@ -105,7 +35,8 @@ def stage_attrs(campaign: CampaignConfig, variant: str, stage: str) -> dict[str,
     return {
         "campaign": campaign.name, "variant": variant, "stage": stage, "fraction": s.fraction,
         "epochs": s.epochs, "objective": campaign.objective, "fingerprint": campaign.fingerprint(),
-        "budget": campaign.quick_budget() if stage == "quick" else None, "top_k": getattr(s, "top_k", None),
+        "budget": campaign.quick_budget() if stage == "quick" else None,
+        "top_k": campaign.full.top_k if stage == "full" else None,
     }
 
 
@@ -122,14 +53,11 @@ class AfterWarmupPruner(optuna.pruners.BasePruner):
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         step = trial.last_step
-        if step is None or any(key in trial.user_attrs for key in UNPRUNED_ATTRS):
+        if step is None or any(key in trial.user_attrs for key in UNPRUNED):
             return False
         if step < int(trial.params.get("warmup_epochs", self.warmup)) + 1:
             return False
         return self.inner.prune(study, trial)
-
-
-UNPRUNED_ATTRS = (REFERENCE_ATTR, NOISE_ATTR)
 
 
 def make_pruner(campaign: CampaignConfig, stage: str) -> optuna.pruners.BasePruner:
@@ -197,18 +125,18 @@ def ensure_study(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
 
 
 def describe_study(study: optuna.Study, campaign: CampaignConfig, variant: str, stage: str) -> None:
-    from search.dashboard import describe_study as describe  # optuna-dashboard: only `init` pays its import
+    from search.campaign.dashboard import describe_study as describe  # optuna-dashboard: only `init` pays its import
 
     describe(study, campaign, variant, stage)
 
 
 def queue_references(study: optuna.Study, campaign: CampaignConfig) -> list[str]:
     """Enqueue each reference config the study holds none of (call under its lock); their names."""
-    held = {t.user_attrs.get(REFERENCE_ATTR) for t in study.get_trials(deepcopy=False)}
+    held = {t.user_attrs.get(REFERENCE) for t in study.get_trials(deepcopy=False)}
     queued = []
     for name, params in campaign.reference.items():
         if name not in held:
-            study.enqueue_trial(params, user_attrs={REFERENCE_ATTR: name})
+            study.enqueue_trial(params, user_attrs={REFERENCE: name})
             queued.append(name)
     return queued
 

@@ -2,11 +2,11 @@
 
 The research group's end-of-phase table (variant, parameters, PSNR, SSIM, the chosen config),
 each figure beside what it must be compared with: the trivial reference (each patch's mean as the
-reconstruction) and the stages' seed-noise bands (search/noise.py); the reference configs beside
+reconstruction) and the stages' seed-noise bands (search/running/noise.py); the reference configs beside
 the searched ones; the question every two-stage search raises (did the quick stage pick the
 configs that win at full scale? rank agreement with an exact p, and the regret: what picking the
-quick winner lost, search/verdicts.py); and what each stage cost. Everything comes from the
-studies themselves: values, and the trials' user attrs. search/report_render.py writes it.
+quick winner lost, search/policy/verdicts.py); and what each stage cost. Everything comes from the
+studies themselves: values, and the trials' user attrs. search/report/render.py writes it.
 """
 
 from __future__ import annotations
@@ -19,12 +19,21 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from search.campaign import STAGES, CampaignConfig
-from search.noise import Band, band
-from search.status import STATES, value_text
-from search.studies import REFERENCE_ATTR, best_complete, is_noise, load_stage_study
-from search.verdicts import Agreement, agreement
-from storage.trials import is_retry, original_number
+from search.campaign.config import STAGES, CampaignConfig
+from search.campaign.roles import (
+    PROMOTED_FROM_TRIAL,
+    PROMOTED_WITHIN_NOISE,
+    QUICK_VALUE,
+    REFERENCE,
+    is_noise,
+    is_promoted,
+)
+from search.campaign.studies import load_stage_study
+from search.policy.seeds import Band, band
+from search.policy.stages import best_complete
+from search.policy.verdicts import Agreement, agreement
+from search.report.status import STATES, value_text
+from storage.lineage import is_retry, original_number
 
 
 @dataclass
@@ -174,7 +183,7 @@ def collect(storage: RDBStorage, campaign: CampaignConfig) -> Report:
                                quick_band=band(quick), full_band=band(trials["full"]))
         result.quick_runner_up = runner_up(quick, result.quick_best)
         for t in trials["full"]:
-            if "promoted_from_trial" not in t.user_attrs or is_retry(t) or is_noise(t):
+            if not is_promoted(t) or is_retry(t) or is_noise(t):
                 continue  # retries are not new configs: _promoted follows them from the original
             result.promoted.append(_promoted(t, trials["full"]))
         result.references = references_of(quick, result.promoted)
@@ -192,7 +201,7 @@ def references_of(quick: list[FrozenTrial], promoted: list[Promoted]) -> list[Re
     full value when it was promoted and ran."""
     by_name: dict[str, FrozenTrial] = {}
     for t in sorted(quick, key=lambda t: t.number):  # a retry comes later and carries the name on
-        name = t.user_attrs.get(REFERENCE_ATTR)
+        name = t.user_attrs.get(REFERENCE)
         if name is not None and not is_noise(t):
             by_name[name] = t
     full = {p.quick_trial: p for p in promoted}
@@ -209,8 +218,8 @@ def score_held_out(report: Report, artifacts: Path, data: str, include: list[str
     """Score each variant's chosen config (its best.pt) on the same held-out rasters, as `sarsweep
     evaluate` does. The validation split picked the configs and their best epochs, so their
     validation figures flatter them; data outside it is the fair comparison."""
-    from models.errors import CheckpointError
-    from search.export import trial_checkpoint
+    from errors import CheckpointError
+    from search.campaign.export import trial_checkpoint
     from training.evaluate import evaluate
 
     scores = {}
@@ -255,9 +264,9 @@ def _promoted(t: FrozenTrial, full: list[FrozenTrial]) -> Promoted:
     for other in full:
         if is_retry(other) and original_number(other) == t.number:
             final = other if other.number > final.number else final
-    p = Promoted(int(t.user_attrs["promoted_from_trial"]), float(t.user_attrs["quick_value"]), final.number,
-                 final.state.name, within_noise=t.user_attrs.get("promoted_within_noise"),
-                 reference=t.user_attrs.get(REFERENCE_ATTR))
+    p = Promoted(int(t.user_attrs[PROMOTED_FROM_TRIAL]), float(t.user_attrs[QUICK_VALUE]), final.number,
+                 final.state.name, within_noise=t.user_attrs.get(PROMOTED_WITHIN_NOISE),
+                 reference=t.user_attrs.get(REFERENCE))
     if final.state == TrialState.COMPLETE:
         p.full_value = float(final.value)  # type: ignore[arg-type]
         p.full_psnr = final.user_attrs.get("val_psnr")

@@ -14,9 +14,10 @@ from typing import Any
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from models.errors import StudyError
-from search.campaign import STAGES, CampaignConfig
-from search.studies import best_complete, load_stage_study, stage_progress
+from errors import StudyError
+from search.campaign.config import STAGES, CampaignConfig
+from search.campaign.studies import load_stage_study
+from search.policy.stages import best_complete, stage_progress
 from storage.optuna_internals import study_id, trial_id
 from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of
@@ -81,7 +82,8 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
                 None if started is None else max(0.0, (now - started).total_seconds()), ages.get(trial_id(t)),
                 _mean([e.get("seconds") for e in epochs]),
             ))
-    progress = stage_progress(trials, campaign.quick_budget() if stage == "quick" else None, campaign, stage)
+    budget = campaign.quick_budget() if stage == "quick" else None
+    progress = stage_progress(trials, budget, campaign.noise_seeds, stage)
     to_start = progress.waiting + progress.unclaimed + progress.noise
     status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs,
                             heartbeat_of(storage)[1])

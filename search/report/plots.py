@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.trial import TrialState
 
 if TYPE_CHECKING:
-    from search.report import Report
+    from search.report.collect import Report
 
 
 def plots(report: Report, artifacts: Path | None = None) -> dict[str, bytes]:

@@ -17,7 +17,7 @@ import threading
 import types
 from typing import IO, TextIO
 
-from models.errors import SarsweepError
+from errors import SarsweepError
 from training.threads import node_cores
 
 log = logging.getLogger("sarsweep.launch")

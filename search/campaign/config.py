@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from models.errors import ConfigError
+from errors import ConfigError
 from training.config import TrainConfig, config_hash, read_yaml
 from training.schema import build, require, to_plain
 
@@ -192,7 +192,7 @@ class CampaignConfig:
                 epochs = self.stage(stage).epochs
                 require(top <= epochs, "search.warmup_epochs",
                          f"reaches {top:g} but the {stage} stage has only {epochs} epochs")
-            # A trial is judged one epoch after its warmup ends (search.studies.AfterWarmupPruner):
+            # A trial is judged one epoch after its warmup ends (search.campaign.studies.AfterWarmupPruner):
             # at the stage's last epoch or later, pruning it saves nothing.
             require(self.quick.pruner == "none" or top + 1 < self.quick.epochs,
                     "search.warmup_epochs" if warmup else "train.warmup_epochs",

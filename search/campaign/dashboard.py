@@ -15,8 +15,8 @@ from typing import Any
 import optuna
 from optuna.storages import RDBStorage
 
-from models.errors import SarsweepError
-from search.campaign import CampaignConfig
+from errors import SarsweepError
+from search.campaign.config import CampaignConfig
 from storage import artifact_store, redact
 
 log = logging.getLogger("sarsweep.dashboard")

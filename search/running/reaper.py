@@ -12,7 +12,7 @@ period + reaper period. Workers also reap on a timer, and before each trial clai
 
 from __future__ import annotations
 
-from search.campaign import STAGES, CampaignConfig
+from search.campaign.config import STAGES, CampaignConfig
 from storage.rdb import ResilientRDBStorage
 from storage.trials import reap_studies
 

@@ -1,0 +1,48 @@
+"""The roles a trial plays beyond a point of the search, as the user attrs that mark them.
+
+One module names every such attr, so a reader (the worker, promotion, the report, the dashboard,
+the simulator) tests a role by its constant, never by a spelled-out string. The attrs are stored
+on Optuna trials and on the simulator's records alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+NOISE_OF = "noise_of"
+"""A seed re-run's: the number of the trial whose config it re-runs with another seed."""
+NOISE_SEED = "noise_seed"
+"""A seed re-run's: which re-run of that config it is (1, 2, ...)."""
+REFERENCE = "reference"
+"""A reference config's (campaign `reference:`): its name."""
+PROMOTED_FROM_STUDY = "promoted_from_study"
+"""A full-stage trial's: the quick study its config came from."""
+PROMOTED_FROM_TRIAL = "promoted_from_trial"
+"""A full-stage trial's: the quick trial its config came from."""
+QUICK_VALUE = "quick_value"
+"""A full-stage trial's: the value its config reached in the quick stage."""
+PROMOTED_WITHIN_NOISE = "promoted_within_noise"
+"""A config promoted beyond top_k: the quick noise band its value lay within of the k-th's."""
+STOPPED_BEATEN = "stopped_beaten"
+"""A full run stopped early: why (it trailed the stage's leader by more than the noise margin)."""
+
+UNPRUNED = (REFERENCE, NOISE_OF)
+"""Trials that are measurements, never pruned: reference configs and seed re-runs."""
+
+
+class HasAttrs(Protocol):
+    user_attrs: dict[str, Any]
+
+
+def is_noise(t: HasAttrs) -> bool:
+    """A seed re-run: never a stage's best, never promoted (picking a config's luckiest seed flatters it)."""
+    return NOISE_OF in t.user_attrs
+
+
+def is_promoted(t: HasAttrs) -> bool:
+    return PROMOTED_FROM_TRIAL in t.user_attrs
+
+
+def reference_of(t: HasAttrs) -> str | None:
+    name = t.user_attrs.get(REFERENCE)
+    return None if name is None else str(name)
