@@ -2,7 +2,8 @@
 #   make demo   # set up (if needed) and run the main job on generated SAR data
 #   make test   # set up (if needed) and run the whole test suite
 # Set-up creates .venv, installs torch 2.13.0 (the CPU wheel; bring your own CUDA build by
-# installing it into .venv first) and then sarsweep with its test extra.
+# installing it into .venv first) and then sarsweep with its test and bench extras (bench: the
+# peers bench/simulate.py compares with, syne-tune among them; the product needs none of them).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 	touch $@
 
 install: $(VENV)/.installed

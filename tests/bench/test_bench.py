@@ -104,3 +104,14 @@ def test_search_quality_smoke() -> None:
         assert re.search(rf"^baseline\s+{arm}\s+\d+\s+\d+\.\d\s+\d+\.\d\d \(", out, re.M), out
     assert re.search(r"^baseline\s+trivial\s+\d+\.\d\d\s+\d+\.\d\d$", out, re.M), out
     assert re.search(r"^ratio baseline sarsweep - random \(held-out S1\): [+-]\d+\.\d\d dB", out, re.M), out
+
+
+def test_curve_recorder_and_simulator_smoke() -> None:
+    """bench/curves.py records a tiny table on the real Sentinel-1 chips; bench/simulate.py replays
+    sarsweep and every peer on it (syne-tune's RandomSearch, ASHA, BOHB; Optuna TPE + Hyperband)."""
+    out = bench("bench/simulate.py", "--smoke")
+    for arm in ("sarsweep", "random", "asha", "bohb", "tpe-hyperband"):
+        assert re.search(rf"^  {arm}\s+-?\d+\.\d{{3}} \[", out, re.M), arm
+    assert re.search(r"^  sarsweep - bohb\s+[+-]\d+\.\d{3} dB \[", out, re.M)
+    assert re.search(r"^  0\.5x2\s+[\d.]+\s+-?[\d.]+ \[", out, re.M)  # the quick fidelity's rank agreement
+    assert re.search(r"^  2 workers: [\d.]+ worker-h, wall [\d.]+ h, idle [\d.]+%", out, re.M)
