@@ -17,6 +17,7 @@ from search.commands import (
     export,
     init,
     launch,
+    plan,
     promote,
     reaper,
     report,
@@ -25,5 +26,5 @@ from search.commands import (
     worker,
 )
 
-COMMANDS = (train, init, worker, launch, promote, export, evaluate, status, reaper, report, dashboard, cache, db,
+COMMANDS = (train, init, plan, worker, launch, promote, export, evaluate, status, reaper, report, dashboard, cache, db,
             demo)

@@ -44,3 +44,15 @@ def test_the_readme_quickstart_runs_as_written(sar_data: Path, tmp_path: Path) -
     lines = done.stdout.strip().splitlines()
     assert lines[-1].startswith("val PSNR ") and "over the trivial" in lines[-1]
     assert "| baseline |" in (repo / "report.md").read_text()
+    # `sarsweep plan` ran first: its forecast against what the worker then spent. The tolerance here
+    # is a factor of 2 (a loaded CI machine times its calibration steps and trials at different
+    # moments); bench/plan_accuracy.py measures the ratio on a quiet machine (goal within 25 %).
+    forecast = re.search(r"with 1 worker\(s\) .*: wall ([\d.]+) min, idle \d+% of worker time, ([\d.]+) worker-hours",
+                         done.stdout)
+    assert forecast, done.stdout[:3000]
+    trials = [t for v in ("baseline", "resnet_lite") for s in ("quick", "full")
+              for t in optuna.load_study(study_name=f"s1-small.{v}.{s}", storage=storage).get_trials(deepcopy=False)]
+    spent = sum(t.user_attrs["seconds"] for t in trials if "seconds" in t.user_attrs) / 3600
+    wall = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds() / 60
+    assert 0.5 < float(forecast.group(2)) / spent < 2.0, (forecast.group(0), spent)
+    assert 0.5 < float(forecast.group(1)) / wall < 2.0, (forecast.group(0), wall)
