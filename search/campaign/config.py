@@ -124,10 +124,16 @@ class FullStage(_Stage):
     max_k: int | None = None
     """With seed noise measured (noise_seeds), configs whose quick value lies within the quick
     stage's noise band of the top_k-th are promoted too, up to max_k in all; null = 2 x top_k."""
+    stop_margin: float | None = None
+    """Stop a promoted run whose value at an epoch trails the best any other full run reached at
+    that epoch by more than this many seed-noise standard deviations (search/policy/stopping.py);
+    null: every promoted run trains all its epochs."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.top_k >= 1, "top_k", f"must be at least 1, got {self.top_k}")
+        require(self.stop_margin is None or self.stop_margin > 0, "stop_margin",
+                f"must be positive or null, got {self.stop_margin}")
         require(self.max_k is None or self.max_k >= self.top_k, "max_k",
                 f"must be at least top_k ({self.top_k}) or null, got {self.max_k}")
 
@@ -163,6 +169,11 @@ class CampaignConfig:
     """Seed noise: once a stage has ended, its best config is re-run with this many other seeds,
     and the spread of its values is the stage's noise band (promotion and the report's verdicts
     use it). 0 turns it off."""
+    noise_rule: Literal["fixed", "race"] = "fixed"
+    """How the full stage buys its seed re-runs. fixed: its best config, noise_seeds times, once
+    every promoted run has ended. race: as soon as a worker would idle, the leader and every config
+    not yet beaten beyond the pooled seed noise get one more seed each, up to noise_seeds, until
+    every comparison is decided (search/policy/seeds.py; docs/campaigns.md says which pays)."""
     keep_last_checkpoint: bool = False
     """Keep last.pt of trials that ended COMPLETE or PRUNED. It holds the optimizer state for a
     retry to resume from (3x best.pt: 264 of 352 MiB for residual at base 64), and such a trial
@@ -285,9 +296,10 @@ class CampaignConfig:
         plain.get("train", {}).pop("threads", None)  # where a trial runs, not what it means
         if plain.get("train") == {}:
             del plain["train"]
-        for key in ("reference", "noise_seeds"):  # more trials, not other ones: budgets
+        for key in ("reference", "noise_seeds", "noise_rule"):  # more trials, not other ones: budgets
             plain.pop(key, None)
         plain.get("full", {}).pop("max_k", None)
+        plain.get("full", {}).pop("stop_margin", None)  # fewer epochs for beaten runs, not other trials
         for stage, budget in (("quick", "trials"), ("full", "top_k")):
             plain.get(stage, {}).pop(budget, None)
             if plain.get(stage) == {}:

@@ -23,8 +23,11 @@ QUICK_VALUE = "quick_value"
 """A full-stage trial's: the value its config reached in the quick stage."""
 PROMOTED_WITHIN_NOISE = "promoted_within_noise"
 """A config promoted beyond top_k: the quick noise band its value lay within of the k-th's."""
+QUICK_NOISE_SD = "quick_noise_sd"
+"""A promoted config's: the quick stage's seed noise (pooled sd), what a full run is judged by
+until the full stage has measured its own."""
 STOPPED_BEATEN = "stopped_beaten"
-"""A full run stopped early: why (it trailed the stage's leader by more than the noise margin)."""
+"""A full run stopped early: why (it trailed the stage's best at the same epoch beyond noise)."""
 
 UNPRUNED = (REFERENCE, NOISE_OF)
 """Trials that are measurements, never pruned: reference configs and seed re-runs."""

@@ -60,8 +60,26 @@ class AfterWarmupPruner(optuna.pruners.BasePruner):
         return self.inner.prune(study, trial)
 
 
+class BeatenPruner(optuna.pruners.BasePruner):
+    """A full run that trails the stage's best at the same epoch beyond `margin` noise sds
+    (search/policy/stopping.py)."""
+
+    def __init__(self, margin: float) -> None:
+        self.margin = margin
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        from search.policy.stopping import stop_reason
+
+        step = trial.last_step
+        return step is not None and stop_reason(trial, study.get_trials(deepcopy=False), step, self.margin) is not None
+
+
 def make_pruner(campaign: CampaignConfig, stage: str) -> optuna.pruners.BasePruner:
-    if stage == "full" or campaign.quick.pruner == "none":
+    if stage == "full":
+        if campaign.full.stop_margin is None:
+            return optuna.pruners.NopPruner()
+        return AfterWarmupPruner(BeatenPruner(campaign.full.stop_margin), campaign.train.warmup_epochs)
+    if campaign.quick.pruner == "none":
         return optuna.pruners.NopPruner()
     epochs = campaign.quick.epochs
     if campaign.quick.pruner == "hyperband":

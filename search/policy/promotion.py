@@ -12,6 +12,7 @@ from search.campaign.roles import (
     PROMOTED_FROM_STUDY,
     PROMOTED_FROM_TRIAL,
     PROMOTED_WITHIN_NOISE,
+    QUICK_NOISE_SD,
     QUICK_VALUE,
     REFERENCE,
     is_noise,
@@ -49,11 +50,15 @@ def picks(trials: Sequence[TrialLike], k: int, most: int, noise: Band | None) ->
     return chosen
 
 
-def promotion_attrs(quick: TrialLike, quick_study: str, within: float | None) -> dict[str, Any]:
+def promotion_attrs(quick: TrialLike, quick_study: str, within: float | None,
+                    noise: float | None = None) -> dict[str, Any]:
     """The user attrs a promoted config carries into the full stage: where it came from, its quick
-    value, the band it was taken within (beyond top_k), and its reference name if it is one."""
+    value, the band it was taken within (beyond top_k), the quick stage's seed-noise sd (what a
+    full run is judged by until the full stage measures its own), and its reference name."""
     attrs: dict[str, Any] = {PROMOTED_FROM_STUDY: quick_study, PROMOTED_FROM_TRIAL: quick.number,
                              QUICK_VALUE: quick.value}
+    if noise is not None:
+        attrs[QUICK_NOISE_SD] = noise
     if within is not None:
         attrs[PROMOTED_WITHIN_NOISE] = within
     if REFERENCE in quick.user_attrs:

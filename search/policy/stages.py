@@ -53,7 +53,7 @@ class StageProgress:
 
 
 def stage_progress(trials: Sequence[TrialLike], budget: int | None, noise_seeds: int = 0,
-                   stage: str = "quick") -> StageProgress:
+                   stage: str = "quick", rule: str = "fixed") -> StageProgress:
     """Counted from a stage's trials; `budget` is a quick stage's (None for a full stage, which runs
     only what waits). Originals are trials that are no retry, as the claim counts them. A RUNNING
     trial counts as running even when its worker died: the reaper retries it. With `noise_seeds`,
@@ -66,11 +66,12 @@ def stage_progress(trials: Sequence[TrialLike], budget: int | None, noise_seeds:
                              0 if budget is None else max(0, budget - originals),
                              count[TrialState.COMPLETE] + count[TrialState.PRUNED] + count[TrialState.FAIL])
     if noise_seeds:
-        progress.noise = pending(trials, noise_seeds, stage, progress.left)
+        progress.noise = pending(trials, noise_seeds, stage, progress.left, rule)
     return progress
 
 
-def stage_ended(trials: Sequence[TrialLike], budget: int | None, noise_seeds: int, stage: str) -> bool:
+def stage_ended(trials: Sequence[TrialLike], budget: int | None, noise_seeds: int, stage: str,
+                rule: str = "fixed") -> bool:
     """Nothing running, waiting, unclaimed or to be re-run for seed noise: the rule `promote` and
     the campaign worker use before promoting."""
-    return not stage_progress(trials, budget, noise_seeds, stage).left
+    return not stage_progress(trials, budget, noise_seeds, stage, rule).left

@@ -83,7 +83,7 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
                 _mean([e.get("seconds") for e in epochs]),
             ))
     budget = campaign.quick_budget() if stage == "quick" else None
-    progress = stage_progress(trials, budget, campaign.noise_seeds, stage)
+    progress = stage_progress(trials, budget, campaign.noise_seeds, stage, campaign.noise_rule)
     to_start = progress.waiting + progress.unclaimed + progress.noise
     status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs,
                             heartbeat_of(storage)[1])

@@ -28,7 +28,7 @@ def refill(study: optuna.Study, campaign: CampaignConfig, stage: str) -> Refill:
         if stage == "quick" and counts.budget is not None:
             unclaimed = max(0, counts.budget - counts.originals)  # searched trials are still to be claimed
         due = reruns_due(study.get_trials(deepcopy=False), campaign.noise_seeds, stage, counts.waiting,
-                         counts.running, counts.tagged, unclaimed)
+                         counts.running, counts.tagged, unclaimed, campaign.noise_rule)
         for params, attrs in due:
             study.enqueue_trial(params, user_attrs=attrs)
         return bool(due)

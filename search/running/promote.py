@@ -30,7 +30,7 @@ from search.campaign.config import CampaignConfig
 from search.campaign.roles import PROMOTED_FROM_TRIAL
 from search.campaign.studies import load_stage_study
 from search.policy.promotion import picks, promotion_attrs
-from search.policy.seeds import band
+from search.policy.seeds import band, noise_sd
 from search.policy.stages import stage_progress
 from storage import study_lock
 from storage.optuna_internals import study_id
@@ -74,6 +74,7 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
         raise QuickUnfinished(variant, progress, progress.sentence())
     k = top_k or campaign.full.top_k
     chosen = picks(trials, k, max(k, campaign.full.most), band(trials))
+    noise = noise_sd(trials)
     results = []
     with study_lock(storage, full.study_name):
         done = {t.user_attrs.get(PROMOTED_FROM_TRIAL) for t in full.get_trials(deepcopy=False)} - {None}
@@ -82,7 +83,7 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
         for t, within in chosen:
             fresh = t.number not in done
             if fresh:
-                full.enqueue_trial(t.params, user_attrs=promotion_attrs(t, quick.study_name, within))
+                full.enqueue_trial(t.params, user_attrs=promotion_attrs(t, quick.study_name, within, noise))
             results.append(Promotion(variant, t.number, float(t.value), t.params, fresh,  # type: ignore[arg-type]
                                      within))
     return results

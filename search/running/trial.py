@@ -25,8 +25,9 @@ from optuna.trial import Trial
 from errors import OutputError
 from search.campaign.config import CampaignConfig
 from search.campaign.dashboard import note_config
-from search.campaign.roles import NOISE_OF, NOISE_SEED
+from search.campaign.roles import NOISE_OF, NOISE_SEED, STOPPED_BEATEN
 from search.campaign.studies import derived_seed, sample_params
+from search.policy.stopping import stop_reason
 from search.running.signals import raise_if_stopped
 from storage import trial_dir
 from storage.lineage import original_number
@@ -133,7 +134,12 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
         trial.set_user_attr("epochs", epochs)
         if ctx.on_epoch is not None:
             ctx.on_epoch(trial, e)
-        if ctx.stage == "quick" and trial.should_prune():
+        if trial.should_prune():  # the quick stage's pruner, or a full run beaten beyond noise
+            if ctx.stage == "full":
+                stored = trial.study.get_trials(deepcopy=False)
+                mine = next(t for t in stored if t.number == trial.number)
+                reason = stop_reason(mine, stored, e.epoch, ctx.campaign.full.stop_margin or 0.0)
+                trial.set_user_attr(STOPPED_BEATEN, reason or f"stopped at epoch {e.epoch}")
             raise optuna.TrialPruned(f"pruned after epoch {e.epoch}")
 
     def on_written(e: EpochResult) -> None:  # on the trainer's background writer, after the PNG exists

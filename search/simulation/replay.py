@@ -37,7 +37,7 @@ from search.campaign.roles import NOISE_OF, is_noise, is_promoted
 from search.campaign.studies import make_pruner, make_sampler, queue_references, sample_params
 from search.policy.claims import Counts, Key, claim_order, unclaimed
 from search.policy.promotion import picks, promotion_attrs
-from search.policy.seeds import band, reruns_due
+from search.policy.seeds import band, noise_sd, reruns_due
 from search.policy.stages import best_complete, stage_ended
 from search.simulation.table import CurveTable
 
@@ -172,8 +172,9 @@ class _Replay:
             self.promoted.add(variant)
             k = self.campaign.full.top_k
             full = self.handles[0][variant, "full"]
+            noise = noise_sd(quick)
             for t, within in picks(quick, k, max(k, self.campaign.full.most), band(quick)):
-                attrs = promotion_attrs(t, self.campaign.study_name(variant, "quick"), within)
+                attrs = promotion_attrs(t, self.campaign.study_name(variant, "quick"), within, noise)
                 full.enqueue_trial(t.params, user_attrs=attrs)
 
     def claim(self, worker: int) -> bool:
@@ -190,7 +191,7 @@ class _Replay:
                     continue
                 running = sum(t.state == TrialState.RUNNING for t in trials)
                 due = reruns_due(trials, self.campaign.noise_seeds, key[1], 0, running,
-                                 sum(is_noise(t) for t in trials), 0)
+                                 sum(is_noise(t) for t in trials), 0, self.campaign.noise_rule)
                 if not due:
                     continue
                 for params, attrs in due:
@@ -245,8 +246,7 @@ class _Replay:
         value = float(job.values[job.epoch])
         job.epoch += 1
         job.trial.report(value, job.epoch)
-        pruning = job.key[1] == "quick"
-        if pruning and job.epoch < len(job.values) and job.trial.should_prune():
+        if job.epoch < len(job.values) and job.trial.should_prune():
             job.trial.set_user_attr(END_ATTR, self.now)
             job.study.tell(job.trial, state=TrialState.PRUNED)
             return True

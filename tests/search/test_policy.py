@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
-from search.campaign.roles import NOISE_OF, NOISE_SEED, PROMOTED_FROM_TRIAL
+from search.campaign.roles import NOISE_OF, NOISE_SEED, PROMOTED_FROM_TRIAL, QUICK_NOISE_SD
 from search.policy.claims import Counts, claim_order, unclaimed
 from search.policy.promotion import picks, ranked_distinct
 from search.policy.records import Record
-from search.policy.seeds import Band, band, noise_target, pending, reruns_due
+from search.policy.seeds import FIXED, RACE, Band, band, beaten, noise_target, pending, pooled_sd, race, reruns_due
 from search.policy.stages import best_complete, stage_ended, stage_progress
+from search.policy.stopping import stage_noise_sd, stop_reason
 
 C, R, W, P = TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED
 
@@ -97,3 +98,65 @@ def test_promotion_takes_top_k_distinct_then_widens_to_the_band() -> None:
     widened = picks(trials, 2, 4, Band(0, [20.0, 19.5]))  # spread 0.5: 18.6 lies within 19.0 - 0.5
     assert [(t.number, w) for t, w in widened] == [(0, None), (1, None), (3, 0.5)]
     assert len(picks(trials, 2, 3, Band(0, [20.0, 17.0]))) == 3  # max_k caps a wide band
+
+
+def full_run(number: int, value: float | None, state: TrialState = C, origin: int | None = None,
+             seed: int = 0, curve: dict[int, float] | None = None) -> Record:
+    """A full-stage run: promoted (origin None) or a seed re-run of trial `origin`."""
+    attrs: dict[str, object] = {PROMOTED_FROM_TRIAL: 10 + number} if origin is None else {NOISE_OF: origin,
+                                                                                          NOISE_SEED: seed}
+    lr = 0.001 * ((origin if origin is not None else number) + 1)
+    return Record(number, state, value, {"lr": lr}, attrs, intermediate_values=curve or {})
+
+
+def test_pooled_sd_weighs_each_config_by_its_degrees_of_freedom() -> None:
+    sd, dof = pooled_sd([[1.0, 3.0], [10.0], [5.0, 5.0, 8.0]])
+    assert dof == 3 and abs(sd - ((2.0 + 6.0) / 3) ** 0.5) < 1e-12
+    assert pooled_sd([[1.0], [2.0]]) == (0.0, 0)
+
+
+def test_beaten_needs_noise_measured_and_a_gap_beyond_it() -> None:
+    assert not beaten([20.0], [10.0], 0.0, 0)  # no dof: nothing is known of noise
+    assert beaten([20.0, 20.2], [19.0, 19.1], 0.1, 2)
+    assert not beaten([20.0, 20.2], [19.9, 20.1], 0.1, 2)
+
+
+def test_racing_reruns_the_leader_early_then_only_undecided_configs() -> None:
+    # One promoted run finished, two still run: an idle worker re-runs the leader now.
+    runs = [full_run(0, 20.0), full_run(1, None, R), full_run(2, None, R)]
+    assert race(runs, 2) == [({"lr": 0.001}, {NOISE_OF: 0, NOISE_SEED: 1})]
+    assert reruns_due(runs, 2, "full", 0, 2, 0, 0, RACE) == race(runs, 2)
+    assert reruns_due(runs, 2, "full", 0, 2, 0, 0, FIXED) == []  # fixed waits for the stage to end
+    assert reruns_due(runs, 2, "full", 1, 2, 0, 0, RACE) == []  # something waits: no worker idles
+    # Noise measured (sd 0.1 over 2 dof): config 1 is beaten beyond it, config 2 is not.
+    runs = [full_run(0, 20.0), full_run(1, 18.0), full_run(2, 19.95), full_run(3, 20.1, origin=0, seed=1),
+            full_run(4, 19.9, origin=0, seed=2), full_run(5, 19.8, origin=2, seed=1)]
+    due = race(runs, 2)
+    assert due == [({"lr": 0.003}, {NOISE_OF: 2, NOISE_SEED: 2})]  # the leader is out of seeds; 1 gets none
+    assert pending(runs, 2, "full", 0, RACE) == 1 and not stage_ended(runs, None, 2, "full", RACE)
+    runs.append(full_run(6, 19.85, origin=2, seed=2))
+    assert race(runs, 2) == [] and stage_ended(runs, None, 2, "full", RACE)
+
+
+def test_racing_stops_when_every_comparison_is_decided() -> None:
+    runs = [full_run(0, 20.0), full_run(1, 17.0), full_run(2, 20.05, origin=0, seed=1),
+            full_run(3, 16.95, origin=1, seed=1)]
+    assert race(runs, 5) == []  # 1 is beaten beyond a pooled sd of ~0.04: no seed decides anything
+
+
+def test_a_full_run_stops_when_it_trails_the_best_at_the_same_epoch_beyond_noise() -> None:
+    leader = full_run(0, None, R, curve={1: 15.0, 2: 17.0, 3: 18.0})
+    slow = full_run(1, None, R, curve={1: 14.9, 2: 16.0})
+    close = full_run(2, None, R, curve={1: 14.95, 2: 16.9})
+    quick_sd = {QUICK_NOISE_SD: 0.2}
+    for r in (leader, slow, close):
+        r.user_attrs.update(quick_sd)
+    trials = [leader, slow, close]
+    assert stage_noise_sd(trials) == 0.2  # no full-stage re-run yet: the quick stage's noise
+    reason = stop_reason(slow, trials, 2, margin=3.0)
+    assert reason is not None and "epoch 2" in reason and "trial 0" in reason and "1.00" in reason
+    assert stop_reason(close, trials, 2, margin=3.0) is None  # 0.10 behind: inside 3 x 0.2
+    assert stop_reason(slow, trials, 1, margin=3.0) is None
+    for r in trials:
+        del r.user_attrs[QUICK_NOISE_SD]
+    assert stop_reason(slow, trials, 2, margin=3.0) is None  # no noise measured: never stopped
