@@ -25,6 +25,7 @@ from search.campaign.roles import (
     PROMOTED_WITHIN_NOISE,
     QUICK_VALUE,
     REFERENCE,
+    STOPPED_BEATEN,
     is_noise,
     is_promoted,
 )
@@ -48,6 +49,8 @@ class Promoted:
     within_noise: float | None = None
     """Promoted beyond top_k: the quick noise band its value lay within of the k-th's."""
     reference: str | None = None
+    stopped: str | None = None
+    """Why the full run was stopped early (full.stop_margin), when it was."""
 
 
 @dataclass
@@ -266,7 +269,7 @@ def _promoted(t: FrozenTrial, full: list[FrozenTrial]) -> Promoted:
             final = other if other.number > final.number else final
     p = Promoted(int(t.user_attrs[PROMOTED_FROM_TRIAL]), float(t.user_attrs[QUICK_VALUE]), final.number,
                  final.state.name, within_noise=t.user_attrs.get(PROMOTED_WITHIN_NOISE),
-                 reference=t.user_attrs.get(REFERENCE))
+                 reference=t.user_attrs.get(REFERENCE), stopped=final.user_attrs.get(STOPPED_BEATEN))
     if final.state == TrialState.COMPLETE:
         p.full_value = float(final.value)  # type: ignore[arg-type]
         p.full_psnr = final.user_attrs.get("val_psnr")

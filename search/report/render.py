@@ -135,7 +135,8 @@ def promoted_rows(report: Report) -> list[list[str]]:
             why = "top_k" if p.within_noise is None else f"within the quick noise band {p.within_noise:.2f}"
             rows.append([r.variant, f"#{p.quick_trial}", _num(p.quick_value, ".4f"), f"#{p.full_trial}",
                          p.state.lower(), _num(p.full_psnr), _num(p.full_ssim, ".4f"),
-                         why + (f" (reference {p.reference})" if p.reference else "")])
+                         why + (f" (reference {p.reference})" if p.reference else "")
+                         + (f"; {p.stopped}" if p.stopped else "")])
     return rows
 
 
