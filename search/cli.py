@@ -63,8 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
+        before = set(commands.choices)
         command.add(commands)
+        for name in set(commands.choices) - before:
+            describe(commands.choices[name], command.__doc__ or "")
     return parser
+
+
+def describe(parser: argparse.ArgumentParser, doc: str) -> None:
+    """`sarsweep X --help` opens with what X is for and ends with an example: the first line and the
+    `sarsweep ...` lines of its command module's docstring."""
+    first = doc.strip().split("\n")[0]
+    purpose = first.split(": ", 1)[1] if ": " in first else first
+    parser.description = purpose[:1].upper() + purpose[1:]
+    examples = [line.strip() for line in doc.splitlines() if line.strip().startswith("sarsweep ")]
+    if examples:
+        parser.epilog = "example" + ("s" if len(examples) > 1 else "") + ":\n" + "\n".join(f"  {e}" for e in examples)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def main(argv: Sequence[str] | None = None) -> int:

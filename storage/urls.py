@@ -41,7 +41,24 @@ def _read_url_file(path: str, source: str) -> str:
         raise StorageError(f"{source}: cannot read storage URL file {path}: {exc.strerror}") from None
     if not url:
         raise StorageError(f"{source}: storage URL file {path} is empty")
+    _warn_if_readable(path, url, source)
     return url
+
+
+def _warn_if_readable(path: str, url: str, source: str) -> None:
+    """A URL file holding a password should be the owner's alone (what `sarsweep db` writes: 0600).
+    Taken anyway, with one warning, so a shared read-only setup keeps working."""
+    import logging
+    import stat
+
+    try:
+        mode = stat.S_IMODE(Path(path).stat().st_mode)
+        password = make_url(url).password
+    except (OSError, ArgumentError, ValueError):
+        return
+    if password and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logging.getLogger("sarsweep.storage").warning(
+            "%s: %s holds a password and is readable by others (mode %04o); chmod 600 %s", source, path, mode, path)
 
 
 def redact(url: str | URL) -> str:

@@ -1,4 +1,8 @@
-"""`sarsweep cache list|prune`: this node's prepared-data cache ($SARSWEEP_CACHE)."""
+"""`sarsweep cache list|prune`: this node's prepared-data cache ($SARSWEEP_CACHE).
+
+    sarsweep cache list
+    sarsweep cache prune --older-than 30d --max-size 50G
+"""
 
 from __future__ import annotations
 

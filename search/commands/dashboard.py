@@ -1,4 +1,7 @@
-"""`sarsweep dashboard`: optuna-dashboard on the storage, with trial previews."""
+"""`sarsweep dashboard`: optuna-dashboard on the storage, with trial previews.
+
+    sarsweep dashboard --storage sqlite:///sarsweep.db --port 8080
+"""
 
 from __future__ import annotations
 

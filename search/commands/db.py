@@ -1,4 +1,8 @@
-"""`sarsweep db init|start|stop|status|url`: a PostgreSQL server of the campaign's own (storage/pgserver.py)."""
+"""`sarsweep db init|start|stop|status|url`: a PostgreSQL server of the campaign's own (storage/pgserver.py).
+
+    sarsweep db init --dir ~/sarsweep-db --allow 10.1.0.0/16 --workers 32
+    sarsweep db start --dir ~/sarsweep-db
+"""
 
 from __future__ import annotations
 

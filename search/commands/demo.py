@@ -1,4 +1,7 @@
-"""`sarsweep demo`: a small campaign end to end on generated data (SQLite, CPU, a few minutes)."""
+"""`sarsweep demo`: a small campaign end to end on generated data (SQLite, CPU, a few minutes).
+
+    sarsweep demo
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`sarsweep evaluate`: PSNR/SSIM of a checkpoint on held-out rasters, or on its own validation split."""
+"""`sarsweep evaluate`: PSNR/SSIM of a checkpoint on held-out rasters, or on its own validation split.
+
+    sarsweep evaluate --checkpoint runs/x/best.pt --data /data/held-out
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`sarsweep export --campaign F --variant V -o best.yaml`: a trial as a train config YAML."""
+"""`sarsweep export --campaign F --variant V -o best.yaml`: a trial as a train config YAML.
+
+    sarsweep export --campaign configs/campaign.yaml --variant residual -o residual-best.yaml
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`sarsweep init --campaign F`: the schema and the campaign's studies (once; safe to repeat)."""
+"""`sarsweep init --campaign F`: the schema and the campaign's studies (once; safe to repeat).
+
+    sarsweep init --campaign configs/campaign.yaml
+"""
 
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
         from training.files import require_dir
 
         require_dir(campaign.train.data.root, f"{args.campaign}: train.data.root")
+        from training.data.dataset import check_sources  # the globs match readable files: a worker's errors, now
+
+        print(check_sources(campaign.train.data), flush=True)
     role = args.readonly_role or os.environ.get("SARSWEEP_READONLY_ROLE") or None
     password = readonly_password(args) if role else None
     if role:

@@ -16,8 +16,7 @@ from search.commands.common import DEVICE_HELP, Subparsers, at_least_one, load_c
 
 
 def add(commands: Subparsers) -> None:
-    plan = commands.add_parser("plan", help="forecast a campaign's trials, worker-hours and wall time before it runs",
-                               description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    plan = commands.add_parser("plan", help="forecast a campaign's trials, worker-hours and wall time before it runs")
     plan.add_argument("--campaign", required=True, help="campaign YAML")
     plan.add_argument("--workers", type=at_least_one, default=1,
                       help="workers the campaign will run on (one per GPU; default 1)")

@@ -1,4 +1,7 @@
-"""`sarsweep promote --campaign F`: the best quick configs of each variant, enqueued as full runs."""
+"""`sarsweep promote --campaign F`: the best quick configs of each variant, enqueued as full runs.
+
+    sarsweep promote --campaign configs/campaign.yaml
+"""
 
 from __future__ import annotations
 

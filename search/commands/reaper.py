@@ -1,4 +1,7 @@
-"""`sarsweep reaper --campaign F`: fail and retry stale trials even when no worker starts one."""
+"""`sarsweep reaper --campaign F`: fail and retry stale trials even when no worker starts one.
+
+    sarsweep reaper --campaign configs/campaign.yaml
+"""
 
 from __future__ import annotations
 

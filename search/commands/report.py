@@ -1,4 +1,7 @@
-"""`sarsweep report --campaign F`: comparison table, quick->full fidelity and cost per stage."""
+"""`sarsweep report --campaign F`: comparison table, quick->full fidelity and cost per stage.
+
+    sarsweep report --campaign configs/campaign.yaml -o report.md
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`sarsweep status --campaign F`: trials by state, best value, running trials and time left."""
+"""`sarsweep status --campaign F`: trials by state, best value, running trials and time left.
+
+    sarsweep status --campaign configs/campaign.yaml
+"""
 
 from __future__ import annotations
 

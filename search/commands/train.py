@@ -1,4 +1,7 @@
-"""`sarsweep train --config run.yaml`: one config (a YAML in the train config schema), trained."""
+"""`sarsweep train --config run.yaml`: one config (a YAML in the train config schema), trained.
+
+    sarsweep train --config configs/train_sentinel1.yaml
+"""
 
 from __future__ import annotations
 

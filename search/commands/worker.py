@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(epoch_line(trial, e, campaign.stage(stage).epochs, prefix(trial)), flush=True)
 
     hooks = Hooks(on_trial=lambda t, s: print(trial_line(t, s, prefix(t)), flush=True), on_wait=waiting(poll),
-                  on_data=data_line, on_promote=promoted(campaign.study_name), on_epoch=epoch)
+                  on_data=data_line, on_promote=promoted(campaign.study_name), on_epoch=epoch,
+                  on_resume=lambda t, line: print(f"{prefix(t)}{line}", flush=True))
     summary = run_campaign_worker(storage, campaign, artifacts_root(args.artifacts), variants, stages,
                                   device=args.device, worker_index=args.worker_index, threads=args.threads,
                                   poll=poll, hooks=hooks, one_study=one)

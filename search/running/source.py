@@ -56,6 +56,8 @@ class Hooks:
     on_promote: Callable[[str, list[Promotion], bool], None] | None = None
     on_epoch: Callable[[Trial, str, EpochResult], None] | None = None
     """Told of every epoch a trial finishes, with the trial's stage."""
+    on_resume: Callable[[Trial, str], None] | None = None
+    """Told in one line when a trial resumes (or restarts) a failed one: which, from where, why."""
 
 
 @dataclass
@@ -97,7 +99,8 @@ class CampaignSource:
         check_writable(artifacts)  # before the artifact store is made
         store = artifact_store(artifacts)
         self.contexts = {key: TrialContext(campaign, *key, artifacts, self.data[key[1]], device, progress, store,
-                                           threads, self._epoch_hook(key[1])) for key in served}
+                                           threads, self._epoch_hook(key[1]), self.hooks.on_resume)
+                         for key in served}
         self.room = {v: DiskRoom(storage, campaign, v, artifacts) for v, _ in served}
         # It runs their full stage: it promotes them (a worker narrowed to one study does not).
         self.promotes = [] if self.one_study else [v for v, s in served if s == "full"]

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.artifacts import upload_artifact
-from optuna.trial import Trial
+from optuna.trial import FrozenTrial, Trial, TrialState
 
 from errors import OutputError
 from search.campaign.config import CampaignConfig
@@ -31,6 +31,8 @@ from search.policy.stopping import stop_reason
 from search.running.signals import raise_if_stopped
 from storage import trial_dir
 from storage.lineage import original_number
+from storage.optuna_internals import rdb_of
+from storage.rdb import heartbeat_of
 from storage.trials import frozen
 from training.checkpoint import load_checkpoint
 from training.config import TrainConfig, with_absolute_root
@@ -59,6 +61,8 @@ class TrialContext:
     threads: int | None = None
     """CPU threads (`sarsweep worker --threads`); None: the campaign's, else a node share."""
     on_epoch: Callable[[Trial, EpochResult], None] | None = None
+    on_resume: Callable[[Trial, str], None] | None = None
+    """Told, in one line, when a trial is a retry: which trial it resumes, from which epoch, why."""
     """Told of every epoch a trial finishes (the worker's progress line)."""
 
 
@@ -126,6 +130,8 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
         for h in load_checkpoint(last)["history"]:
             trial.report(objective_value(ctx, h["val_psnr"], h["val_ssim"]), h["epoch"])
             epochs.append(_epoch_attrs(EpochResult(**h)))
+    if is_retry and ctx.on_resume is not None:
+        ctx.on_resume(trial, resume_line(trial.study, stored, number, len(epochs), cfg.epochs))
 
     def on_epoch(e: EpochResult) -> None:
         raise_if_stopped()  # a signal whose first WorkerStopped was lost in a finalizer
@@ -159,6 +165,20 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
     trial.set_user_attr("device", result.device)
     trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
     return objective_value(ctx, result.best_psnr, result.best_ssim)
+
+
+def resume_line(study: optuna.Study, retry: FrozenTrial, original: int, done: int, epochs: int) -> str:
+    """'trial 9 resumes trial 4 from epoch 6 of 8: worker stopped by SIGTERM', or '... its worker
+    stopped sending heartbeats (failed as stale after 120 s)'."""
+    chain = [t for t in study.get_trials(deepcopy=False)
+             if t.state == TrialState.FAIL and original_number(t) == original and t.number < retry.number]
+    last = max(chain, key=lambda t: t.number) if chain else None
+    why = None if last is None else last.user_attrs.get("fail_reason")
+    if why is None:
+        grace = heartbeat_of(rdb_of(study))[1]
+        why = f"its worker stopped sending heartbeats (failed as stale after {grace:g} s)"
+    where = f"from epoch {done + 1} of {epochs}" if done else f"from the start of {epochs} epochs (no checkpoint left)"
+    return f"trial {retry.number} resumes trial {last.number if last else original} {where}: {why}"
 
 
 def upload_preview(trial: Trial, store: ArtifactStore, e: EpochResult) -> None:

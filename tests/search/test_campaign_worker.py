@@ -137,6 +137,10 @@ def test_a_killed_campaign_worker_s_full_run_is_resumed_by_another(pg_url: str, 
     assert retry.system_attrs["failed_trial"] == 0 and retry.params == first.params
     assert retry.user_attrs["start_epoch"] >= killed_at - 1 > 0  # resumed from its last.pt, not restarted
     assert sorted(retry.intermediate_values) == list(range(1, 81))
+    # The worker that resumes it says so, in one line: which trial, from which epoch, and why.
+    said = f"t.baseline.full trial {retry.number} resumes trial {first.number} from epoch " \
+           f"{retry.user_attrs['start_epoch'] + 1} of 80: its worker stopped sending heartbeats (failed as stale after 2 s)"
+    assert said in out, out[-3000:]
 
 
 def test_worker_and_launch_exit_130_on_sigint_naming_the_trial_they_queued(pg_url: str, write_campaign,

@@ -267,3 +267,25 @@ def test_a_full_cache_disk_is_one_line_exit_2_and_leaves_no_scene(tmp_path: Path
     assert line.startswith(f"sarsweep: error: cannot write {disk / 'synthetic'}/") and "\n" not in line
     assert line.endswith(": No space left on device")
     assert done.stdout.strip().splitlines()[-1].startswith("training baseline")  # `ls -A`: no scene, no staging folder
+
+
+def test_every_command_s_help_opens_with_its_purpose_and_ends_with_an_example_that_parses() -> None:
+    import argparse
+    import shlex
+
+    from search.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(sub.choices) == 15
+    for name, command in sub.choices.items():
+        text = command.format_help()
+        purpose = text.split("\n\n")[1]
+        assert purpose[:1].isupper() and not purpose.startswith(("usage", "positional", "options")), (name, text)
+        examples = text.split("example")[-1].splitlines()[1:]
+        assert examples and all(e.startswith(f"  sarsweep {name}") for e in examples if e.strip()), (name, text)
+        for example in filter(str.strip, examples):
+            argv = shlex.split(example, comments=True)[1:]
+            if name == "launch":
+                argv = argv[:argv.index("--") + 1] if "--" in argv else argv
+            parser.parse_args(argv)  # raises SystemExit if an example does not parse

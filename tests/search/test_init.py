@@ -50,3 +50,34 @@ def test_init_refuses_a_readonly_role_before_it_creates_anything(pg_url: str, wr
     with contextlib.closing(psycopg2.connect(pg_url)) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
         assert cur.fetchone() == (0,)  # no schema, so no study
+
+
+def test_init_checks_the_data_before_it_makes_a_study(pg_url: str, write_campaign, tmp_path: Path,
+                                                      sar_data: Path) -> None:
+    """The include globs must match readable files: counted and one read at init, with a worker's
+    one-line errors, and nothing made when they do not. A corrupt file's error says how to skip it."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no rasters here")
+    chips = sar_data / "sentinel1_opensarship"
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "a.tif").write_bytes(b"II*\x00 not really a tiff")
+    cases = {
+        "no image": ({"root": str(empty), "include": ["**/*.tif"]}, "data.include: no file under"),
+        "corrupt": ({"root": str(corrupt), "include": ["*.tif"]}, "data.on_error: skip leaves unreadable files out"),
+    }
+    for name, (data, message) in cases.items():
+        path = write_campaign(f"c{len(name)}", train={"batch_size": 8, "device": "cpu",
+                                                      "data": {"patch_size": 16, "channels": 1, **data}})
+        done = run_cli("init", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (name, done.stderr)
+        assert message in done.stderr and "Traceback" not in done.stderr, (name, done.stderr)
+        assert optuna.get_all_study_summaries(open_storage(pg_url)) == [], name  # nothing made
+    good = write_campaign("ok", train={"batch_size": 8, "device": "cpu", "data": {
+        "root": str(chips), "include": ["*/Patch/*.tif"], "patch_size": 16, "channels": 1, "band": -1,
+        "small_chips": "pad"}})
+    done = run_cli("init", "--campaign", str(good), "--storage", pg_url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    count = len(list(chips.glob("*/Patch/*.tif")))
+    assert f"data: {count} file(s) under {chips} match data.include; read " in done.stdout, done.stdout

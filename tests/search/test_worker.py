@@ -161,6 +161,12 @@ def test_a_retried_trial_resumes_from_its_checkpoint(how: str, pg_url: str, writ
     assert retry.user_attrs["start_epoch"] > 0  # resumed, not restarted
     assert retry.user_attrs["seed"] == t0.user_attrs["seed"]
     assert sorted(retry.intermediate_values) == list(range(1, 26))
+    # The resuming worker says so before its first epoch line: which trial, from where, and why.
+    why = "worker stopped by SIGTERM" if how == "sigterm" else \
+        "its worker stopped sending heartbeats (failed as stale after 2 s)"
+    lines = second.stdout.splitlines()
+    said = f"trial 1 resumes trial 0 from epoch {retry.user_attrs['start_epoch'] + 1} of 25: {why}"
+    assert said in lines and lines.index(said) < next(i for i, x in enumerate(lines) if x.startswith("trial 1 epoch ")), lines[:5]
 
 
 def test_a_worker_that_cannot_write_stops_with_one_line_and_its_trial_is_retried(pg_url: str, write_campaign,

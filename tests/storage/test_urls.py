@@ -70,3 +70,21 @@ def test_describe_and_scrub() -> None:
     assert describe(parse("sqlite:///a.db")) == "SQLite file a.db"
     assert scrub("FATAL:  password\n  s3cret   failed", parse("postgresql://u:s3cret@h/db")) == \
         "FATAL: password *** failed"
+
+
+def test_a_url_file_with_a_password_others_can_read_gets_a_warning(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    open_to_all = tmp_path / "url"
+    open_to_all.write_text("postgresql://u:s3cret@h/db")
+    open_to_all.chmod(0o644)
+    assert resolve_url(None, str(open_to_all)) == "postgresql://u:s3cret@h/db"  # taken, with a warning
+    assert f"--storage-file: {open_to_all} holds a password and is readable by others (mode 0644)" in caplog.text
+    assert "s3cret" not in caplog.text
+    caplog.clear()
+    open_to_all.chmod(0o600)
+    resolve_url(None, str(open_to_all))
+    no_password = tmp_path / "plain"
+    no_password.write_text("postgresql://u@h/db")
+    no_password.chmod(0o644)
+    resolve_url(None, str(no_password))
+    assert caplog.text == ""

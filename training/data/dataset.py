@@ -103,6 +103,35 @@ def list_sources(root: Path, include: list[str]) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
+SKIP_HINT = "data.on_error: skip leaves unreadable files out"
+
+
+def with_skip_hint(exc: RasterReadError) -> RasterReadError:
+    """The error, saying how to leave such files out (data.on_error: skip)."""
+    reason = str(exc).split(": ", 1)[1] if ": " in str(exc) else str(exc)
+    return RasterReadError(exc.path, f"{reason} ({SKIP_HINT})")
+
+
+def check_sources(cfg: DataConfig) -> str:
+    """What a worker reads first, checked before any study is made (`sarsweep init`): the root, the
+    include globs matching files, and the first of them read. One line saying what was found; the
+    same one-line errors a worker would give. Generated data (no root) is made by the workers."""
+    if cfg.root is None:
+        return "data: generated SAR-like scenes (made by each node on first use)"
+    root = data_root(cfg)
+    sources = list_sources(root, cfg.include)
+    first = sources[0]
+    try:
+        image = read_raster(first, cfg)
+    except RasterReadError as exc:
+        if cfg.on_error == "raise":
+            raise with_skip_hint(exc) from None
+        return (f"data: {len(sources)} file(s) under {root} match data.include; the first, "
+                f"{first.relative_to(root).as_posix()}, cannot be read and is left out (data.on_error: skip)")
+    return (f"data: {len(sources)} file(s) under {root} match data.include; read "
+            f"{first.relative_to(root).as_posix()} ({image.shape[-2]}x{image.shape[-1]} px)")
+
+
 def _cache_relevant(cfg: DataConfig, root: Path, sources: list[Path]) -> dict[str, Any]:
     """Everything the prepared patches depend on; its hash is the cache key."""
     stats = [(p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in sources]
@@ -125,7 +154,7 @@ def _images(cfg: DataConfig, root: Path, sources: list[Path], skipped: list[str]
             image = read_raster(path, cfg)
         except RasterReadError as exc:
             if cfg.on_error == "raise":
-                raise
+                raise with_skip_hint(exc) from None
             log.warning("skipping %s", exc)
             skipped.append(rel)
             continue
