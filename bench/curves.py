@@ -252,6 +252,44 @@ def record(args: argparse.Namespace) -> None:
                 print(f"curves: {finished}/{len(todo)} runs, about {left / 60:.0f} min left", flush=True)
 
 
+def export_blackbox(table_dir: Path, out: Path) -> None:
+    """The table in syne-tune's blackbox layout, written by syne-tune's own serializer: one folder
+    per fraction (its epochs are the fidelity), one task per variant, each with
+    hyperparameters.parquet, objectives_evaluations.npy (configs x seeds x epochs x objectives:
+    metric_psnr, metric_ssim, metric_elapsed_time, the last cumulative seconds), fidelity values,
+    the configuration space and metadata.json (the table's provenance)."""
+    import numpy as np
+    import pandas as pd
+    from syne_tune.blackbox_repository.blackbox_tabular import BlackboxTabular, serialize
+    from syne_tune.config_space import randint
+
+    from bench.simulate import syne_tune_space
+    from search.simulation.table import CurveTable
+
+    table = CurveTable.load(table_dir)
+    meta = json.loads((table_dir / "table.json").read_text())
+    for fraction, epochs in table.fidelities:
+        tasks = {}
+        for variant in table.variants:
+            n, seeds = len(table.configs[variant]), table.seeds[variant]
+            evals = np.zeros((n, seeds, epochs, 3))
+            for c in range(n):
+                for s in range(seeds):
+                    curve = table.curve(variant, c, s, fraction)
+                    evals[c, s] = np.stack([curve.values, curve.ssim, np.cumsum(curve.seconds)], axis=1)[:epochs]
+            tasks[variant] = BlackboxTabular(
+                hyperparameters=pd.DataFrame(table.configs[variant]),
+                configuration_space=syne_tune_space(table, variant), fidelity_space={"epoch": randint(1, epochs)},
+                objectives_evaluations=evals, fidelity_values=np.arange(1, epochs + 1),
+                objectives_names=["metric_psnr", "metric_ssim", "metric_elapsed_time"])
+        folder = out / f"f{fraction:g}"
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        provenance = {k: meta.get(k) for k in ("command", "machine", "started", "device")}
+        serialize(tasks, str(folder), metadata={"fraction": fraction, "epochs": epochs, "provenance": provenance,
+                                                "data": meta["campaign"]["train"]["data"]})
+        print(f"curves: wrote {folder} ({', '.join(tasks)}; {epochs} epochs at fraction {fraction:g})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,9 +309,7 @@ def main() -> None:
     if args.command == "record":
         record(args)
     else:
-        from bench.curve_table import export_blackbox
-
-        export_blackbox(Path(args.table), Path(args.out) if args.out else None)
+        export_blackbox(Path(args.table), Path(args.out) if args.out else Path(args.table) / "blackbox")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,11 @@ def bootstrap(x: np.ndarray, stat: Any = np.mean, n: int = 2000, seed: int = 0) 
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho; nan where one side is constant (a resample of few configs can be)."""
     from scipy.stats import spearmanr
 
+    if np.all(a == a[0]) or np.all(b == b[0]):
+        return float("nan")
     return float(spearmanr(a, b).statistic)
 
 
@@ -335,8 +338,8 @@ def fidelity(args: argparse.Namespace) -> dict[str, Any]:
                     inside[k].append(int(np.argmax(truth)) in order[:k])
             rho = spearman(vals.mean(axis=1), truth)
             rows[f"{f:g}x{e}"] = {"fraction": f, "epochs": e, "seconds": float(secs),
-                                  "rho_one_seed": [float(np.median(rhos)), float(np.percentile(rhos, 2.5)),
-                                                   float(np.percentile(rhos, 97.5))],
+                                  "rho_one_seed": [float(np.nanmedian(rhos)), float(np.nanpercentile(rhos, 2.5)),
+                                                   float(np.nanpercentile(rhos, 97.5))],
                                   "rho_seed_mean": rho,
                                   "winner_in_top_k": {k: float(np.mean(v)) for k, v in inside.items()}}
         noise = table.values(variant, full_f, full_e)
@@ -361,6 +364,76 @@ def print_fidelity(s: dict[str, Any]) -> None:
                   f"  {tops}")
 
 
+# ---- sweep: candidate defaults ------------------------------------------------------------------------
+
+def with_changes(campaign: Any, changes: list[str]) -> Any:
+    """The campaign with dotted changes such as full.top_k=5, noise_rule=race, full.stop_margin=3."""
+    import yaml
+
+    from search.campaign.config import CampaignConfig
+    from training.schema import build
+
+    raw = campaign.to_dict()
+    for change in changes:
+        key, _, value = change.partition("=")
+        *parents, leaf = key.split(".")
+        node = raw
+        for p in parents:
+            node = node[p]
+        node[leaf] = yaml.safe_load(value)
+    return build(CampaignConfig, raw)
+
+
+def sweep_one(args: tuple[str, list[str], int, int]) -> dict[str, Any]:
+    import optuna
+
+    from search.simulation.replay import replay_campaign
+    from search.simulation.table import CurveTable
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    path, changes, workers, replay = args
+    table = CurveTable.load(path)
+    campaign = with_changes(table.campaign, changes)
+    result = replay_campaign(table, campaign, workers, seed=replay)
+    return {"wall": result.wall, "busy": result.busy, "idle": result.idle_share,
+            "variants": {v: {"regret": o.regret, "spent": sum(o.seconds.values()), "named": o.named_winner,
+                             "promoted_winner": o.winner_promoted, "full_trials": o.trials.get("full", 0),
+                             "pruned": o.pruned}
+                         for v, o in result.variants.items()}}
+
+
+def series(runs: list[dict[str, Any]], variant: str, key: str) -> np.ndarray:
+    return np.array([float(r["variants"][variant][key]) for r in runs])
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    """Each candidate (a set of changes to the table's campaign) replayed `replays` times."""
+    from search.simulation.table import CurveTable
+
+    table = CurveTable.load(args.table)
+    out: dict[str, Any] = {}
+    candidates = [c.split(",") if c else [] for c in args.candidates]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        for changes in candidates:
+            runs = list(pool.map(sweep_one, [(args.table, changes, args.workers, r) for r in range(args.replays)]))
+            name = ",".join(changes) or "as recorded"
+            row: dict[str, Any] = {"wall": float(np.mean([r["wall"] for r in runs])),
+                                   "idle": float(np.mean([r["idle"] for r in runs])), "variants": {}}
+            for v in table.variants:
+                full_run = float(table.seconds(v, table.campaign.full.fraction, table.campaign.full.epochs).mean())
+                regret, spent = series(runs, v, "regret"), series(runs, v, "spent")
+                row["variants"][v] = {"regret": bootstrap(regret), "full_runs": float(spent.mean() / full_run),
+                                      "named": float(series(runs, v, "named").mean()),
+                                      "promoted_winner": float(series(runs, v, "promoted_winner").mean()),
+                                      "regrets": regret.tolist(), "spent": spent.tolist()}
+            out[name] = row
+            cells = "; ".join(f"{v} regret {interval(x['regret'])}, {x['full_runs']:.1f} full runs, "
+                              f"named {x['named']:.0%}, winner promoted {x['promoted_winner']:.0%}"
+                              for v, x in row["variants"].items())
+            print(f"{name:<48} wall {row['wall'] / 3600:.2f} h, idle {row['idle']:.1%}; {cells}", flush=True)
+    return out
+
+
 # ---- schedule ---------------------------------------------------------------------------------------
 
 def schedule(args: argparse.Namespace) -> dict[str, Any]:
@@ -372,10 +445,12 @@ def schedule(args: argparse.Namespace) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     table = CurveTable.load(args.table)
     out: dict[str, Any] = {}
+    campaign = with_changes(table.campaign, getattr(args, "changes", []))
     for n in args.workers_list:
-        results = [replay_campaign(table, table.campaign, n, seed=r) for r in range(args.replays)]
+        results = [replay_campaign(table, campaign, n, seed=r) for r in range(args.replays)]
         regret = {v: float(np.nanmean([r.variants[v].regret for r in results])) for v in table.variants}
-        out[str(n)] = {"worker_hours": float(np.mean([r.busy for r in results]) / 3600),
+        named = {v: float(np.mean([r.variants[v].named_winner for r in results])) for v in table.variants}
+        out[str(n)] = {"worker_hours": float(np.mean([r.busy for r in results]) / 3600), "named_winner": named,
                        "wall_hours": float(np.mean([r.wall for r in results]) / 3600),
                        "idle_share": float(np.mean([r.idle_share for r in results])), "regret": regret,
                        "winner_promoted": {v: float(np.mean([r.variants[v].winner_promoted for r in results]))
@@ -395,6 +470,19 @@ def smoke() -> None:
     with tempfile.TemporaryDirectory(prefix="sarsweep-sim-smoke-") as tmp:
         subprocess.run([sys.executable, str(REPO / "bench" / "curves.py"), "record", "--smoke", "--out", tmp,
                         "--jobs", "1"], check=True)
+        subprocess.run([sys.executable, str(REPO / "bench" / "curves.py"), "export", "--table", tmp], check=True)
+        from syne_tune.blackbox_repository.blackbox_tabular import deserialize
+
+        from search.simulation.table import CurveTable
+
+        table = CurveTable.load(tmp)
+        for fraction, epochs in table.fidelities:
+            tasks = deserialize(str(Path(tmp) / "blackbox" / f"f{fraction:g}"))
+            recorded = table.curve("baseline", 1, 1, fraction).values[:epochs]
+            read = tasks["baseline"].objectives_evaluations[1, 1, :, 0]
+            print(f"blackbox f{fraction:g}: {len(tasks['baseline'].hyperparameters)} configs x "
+                  f"{tasks['baseline'].num_seeds} seeds x {epochs} epochs read back by syne-tune, "
+                  f"{'equal to' if np.allclose(read, recorded) else 'DIFFERENT FROM'} the table")
         ns = argparse.Namespace(table=tmp, replays=2, workers=2, jobs=1, arms=["sarsweep", *PEERS],
                                 variants=None, workers_list=[1, 2])
         print_compare(compare(ns))
@@ -406,7 +494,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true")
     sub = parser.add_subparsers(dest="command")
-    for name in ("compare", "fidelity", "schedule"):
+    for name in ("compare", "fidelity", "schedule", "sweep"):
         p = sub.add_parser(name)
         p.add_argument("--table", default=str(REPO / "bench" / "curves" / "s1-cpu"))
         p.add_argument("--variants", nargs="*")
@@ -418,13 +506,19 @@ def main() -> None:
             p.add_argument("--arms", nargs="*", default=["sarsweep", *PEERS])
         if name == "schedule":
             p.add_argument("--workers", dest="workers_list", type=int, nargs="*", default=[2, 8, 32])
+            p.add_argument("--changes", nargs="*", default=[], help="dotted changes, e.g. noise_rule=race")
+        if name == "sweep":
+            p.add_argument("--workers", type=int, default=4)
+            p.add_argument("--jobs", type=int, default=2)
+            p.add_argument("candidates", nargs="*", default=[""],
+                           help="comma-separated dotted changes per candidate, e.g. full.top_k=5,noise_seeds=0")
     args = parser.parse_args()
     if args.smoke:
         smoke()
         return
     if args.command is None:
         parser.error("a command (compare, fidelity, schedule) or --smoke")
-    result = {"compare": compare, "fidelity": fidelity, "schedule": schedule}[args.command](args)
+    result = {"compare": compare, "fidelity": fidelity, "schedule": schedule, "sweep": sweep}[args.command](args)
     if args.command == "compare":
         print_compare(result)
     elif args.command == "fidelity":

@@ -115,3 +115,5 @@ def test_curve_recorder_and_simulator_smoke() -> None:
     assert re.search(r"^  sarsweep - bohb\s+[+-]\d+\.\d{3} dB \[", out, re.M)
     assert re.search(r"^  0\.5x2\s+[\d.]+\s+-?[\d.]+ \[", out, re.M)  # the quick fidelity's rank agreement
     assert re.search(r"^  2 workers: [\d.]+ worker-h, wall [\d.]+ h, idle [\d.]+%", out, re.M)
+    # The table in syne-tune's blackbox layout, written and read back by syne-tune itself.
+    assert re.search(r"^blackbox f1: 3 configs x 2 seeds x 3 epochs read back by syne-tune, equal to the table$", out, re.M)

@@ -6,9 +6,11 @@ import contextlib
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import run_cli
 from support.campaigns import init
 
+from errors import StorageError
 from search.campaign.config import load_campaign
 from storage import open_storage
 
@@ -73,7 +75,8 @@ def test_init_checks_the_data_before_it_makes_a_study(pg_url: str, write_campaig
         done = run_cli("init", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, (name, done.stderr)
         assert message in done.stderr and "Traceback" not in done.stderr, (name, done.stderr)
-        assert optuna.get_all_study_summaries(open_storage(pg_url)) == [], name  # nothing made
+        with pytest.raises(StorageError, match="no sarsweep schema"):  # nothing made, not even the schema
+            open_storage(pg_url)
     good = write_campaign("ok", train={"batch_size": 8, "device": "cpu", "data": {
         "root": str(chips), "include": ["*/Patch/*.tif"], "patch_size": 16, "channels": 1, "band": -1,
         "small_chips": "pad"}})
