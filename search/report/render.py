@@ -19,7 +19,7 @@ from search.campaign.config import CampaignConfig
 from search.policy.verdicts import beside_noise
 from search.report.collect import Report, VariantResult, collect, held_out_sentence, score_held_out, summary_line
 from search.report.plots import plots
-from search.report.status import STATES
+from search.report.status import STATES, value_text
 from training.files import atomic_write, ensure_writable
 
 CONFIG_KEYS = ("lr", "warmup_epochs", "grad_clip", "base_channels", "optimizer", "weight_decay")
@@ -166,18 +166,56 @@ def stages_sentence(c: CampaignConfig) -> str:
              "within a stage's noise band (the spread of those values) does not tell two configs apart."
              if c.noise_seeds else " Seed noise: not measured (noise_seeds: 0).")
     quick, full = c.quick, c.full
-    return (f"Objective: validation {c.objective.upper()}. Quick stage: {quick.fraction:g} of the training "
-            f"split, {quick.epochs} epochs, {quick.trials} trials per variant{refs}. Full stage: {full.fraction:g} "
-            f"of the training split, {full.epochs} epochs, top {full.top_k} promoted (and those within the quick "
-            f"noise band of the one ranked {full.top_k}, up to {full.most}).{noise} The trivial reference is each "
+    def share(f: float) -> str:
+        return "all" if f >= 1 else f"{f:g}"
+
+    return (f"Objective: validation {c.objective.upper()}. Quick stage: {share(quick.fraction)} of the training "
+            f"split, {quick.epochs} epochs, {quick.trials} trials per variant{refs}. Full stage: "
+            f"{share(full.fraction)} of the training split, {full.epochs} epochs, top {full.top_k} promoted (and "
+            f"those within the quick noise band of the one ranked {full.top_k}, up to {full.most}).{noise} The "
+            "trivial reference is each "
             "patch's mean taken as its reconstruction, scored on the same patches.")
+
+
+def answer_lines(report: Report) -> list[str]:
+    """The report's first lines: per variant the config to use, then which variant, and whether its
+    lead over the next variant is beyond seed noise (the larger of the two chosen runs' bands)."""
+    objective = report.campaign.objective
+    lines = []
+    chosen = [r for r in report.results if r.chosen is not None]
+    for r in chosen:
+        t = r.chosen
+        stage = "full run" if r.full_best else "quick trial (nothing promoted has finished)"
+        keys = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in t.params.items())
+        trivial = t.user_attrs.get("trivial_psnr")
+        beside = f" (trivial reference {trivial:.2f} dB)" if objective == "psnr" and trivial is not None else ""
+        below = " - BELOW the trivial reference" if objective == "psnr" and trivial is not None and \
+            float(t.value) < float(trivial) else ""
+        lines.append(f"- **{r.variant}**: {stage} #{t.number}, {value_text(float(t.value), objective)}{beside}"
+                     f"{below}; {keys}")
+    if len(chosen) >= 2:
+        ranked = sorted(chosen, key=lambda r: (r.full_best is not None, float(r.chosen.value)), reverse=True)
+        first, second = ranked[0], ranked[1]
+        gap = float(first.chosen.value) - float(second.chosen.value)
+        bands = [b.spread for b in (first.chosen_band, second.chosen_band) if b is not None]
+        if not bands:
+            verdict = "seed noise is not measured, so whether that lead is real cannot be said"
+        elif gap > max(bands):
+            verdict = f"beyond the seed noise band ({max(bands):.2f}): use {first.variant}"
+        else:
+            verdict = (f"within the seed noise band ({max(bands):.2f}): the two cannot be told apart on this data; "
+                       "take either (the smaller one costs less)")
+        lines.append(f"- **Use {first.variant}**: it leads {second.variant} by {gap:.2f}, {verdict}.")
+    return lines
 
 
 def to_markdown(report: Report, images: dict[str, str] | None = None) -> str:
     c = report.campaign
     held = held_out_sentence(report)
+    answer = answer_lines(report)
     parts = [
-        f"# sarsweep report: campaign {c.name}", "", stages_sentence(c), "",
+        f"# sarsweep report: campaign {c.name}", "", *(["## The answer", "", *answer, ""] if answer else []),
+        stages_sentence(c), "",
         summary_line(report), "", "## Comparison", "", _md_table(comparison_head(report), comparison_rows(report)), "",
         *([held, ""] if held else []),
         "## Promoted configs", "", _md_table(PROMOTED_HEAD, promoted_rows(report)) if promoted_rows(report)
@@ -207,6 +245,7 @@ def to_html(report: Report, pngs: dict[str, bytes]) -> str:
         f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, b in pngs.items())
     fidelity = "".join(f"<li>{html.escape(f.sentence())}</li>" for f in report.fidelity)
     held = held_out_sentence(report)
+    answer = "".join(f"<li>{html.escape(line[2:].replace('**', ''))}</li>" for line in answer_lines(report))
     noise = _html_table(NOISE_HEAD, noise_rows(report)) if noise_rows(report) else \
         "<p>No stage has measured its seed noise yet.</p>"
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
@@ -214,6 +253,7 @@ def to_html(report: Report, pngs: dict[str, bytes]) -> str:
              "figure{display:inline-block;margin:1em}img{max-width:560px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>sarsweep report: {html.escape(c.name)}</title>"
             f"<style>{style}</style></head><body><h1>sarsweep report: campaign {html.escape(c.name)}</h1>"
+            + (f"<h2>The answer</h2><ul>{answer}</ul>" if answer else "") +
             f"<p>{html.escape(stages_sentence(c))}</p><p>{html.escape(summary_line(report))}</p>"
             f"<h2>Comparison</h2>{_html_table(comparison_head(report), comparison_rows(report))}"
             + (f"<p>{html.escape(held)}</p>" if held else "") +

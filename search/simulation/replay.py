@@ -76,6 +76,11 @@ class VariantOutcome:
     def winner_promoted(self) -> bool:
         return self.best_config in self.promoted
 
+    @property
+    def named_winner(self) -> bool:
+        """The campaign chose the table's best config."""
+        return self.chosen == self.best_config
+
 
 @dataclass
 class ReplayResult:

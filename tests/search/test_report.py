@@ -171,3 +171,42 @@ def test_a_lost_checkpoint_leaves_its_held_out_cell_saying_why(  # type: ignore[
            f"{checkpoint} nor at {tmp_path / 'elsewhere' / 't' / 'baseline' / 'full'}")
     assert code == 0 and why in out and why in md
     assert "| held-out PSNR / SSIM |" in md and "| not scored |" in md
+
+
+def test_the_report_opens_with_the_answer_and_whether_the_lead_is_beyond_noise(finished_campaign) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from optuna.trial import create_trial
+
+    from search.policy.seeds import Band
+    from search.report.collect import VariantResult
+    from search.report.render import answer_lines, to_markdown
+
+    url, path, campaign, storage = finished_campaign
+    report = collect(storage, campaign)
+    text = to_markdown(report)
+    assert text.split("\n")[2] == "## The answer"
+    (line,) = answer_lines(report)  # one variant: its config, no verdict between variants
+    best = report.results[0].chosen
+    assert line.startswith(f"- **baseline**: full run #{best.number}, ") and f"lr {best.params['lr']:.3g}" in line
+    assert "Full stage: all of the training split" in text  # not "1 of the training split"
+
+    def trial(value: float, trivial: float = 16.0) -> optuna.trial.FrozenTrial:
+        return create_trial(value=value, params={"lr": 0.001}, distributions={
+            "lr": optuna.distributions.FloatDistribution(1e-4, 1e-2, log=True)},
+            user_attrs={"trivial_psnr": trivial})
+
+    def result(variant: str, value: float, spread: float | None, trivial: float = 16.0) -> VariantResult:
+        band = None if spread is None else Band(0, [value, value - spread])
+        return VariantResult(variant, None, trial(value, trivial), full_band=band)
+
+    close = dataclasses.replace(report, results=[result("attention", 18.75, 0.4), result("resnet_lite", 18.47, 0.2)])
+    assert answer_lines(close)[-1] == ("- **Use attention**: it leads resnet_lite by 0.28, within the seed noise band "
+                                       "(0.40): the two cannot be told apart on this data; take either (the smaller one "
+                                       "costs less).")
+    clear = dataclasses.replace(report, results=[result("attention", 19.5, 0.4), result("baseline", 18.0, 0.3, 18.5)])
+    lines = answer_lines(clear)
+    assert lines[-1] == "- **Use attention**: it leads baseline by 1.50, beyond the seed noise band (0.40): use attention."
+    assert "BELOW the trivial reference" in lines[1] and "BELOW" not in lines[0]
+    unknown = dataclasses.replace(report, results=[result("a", 18.0, None), result("b", 17.0, None)])
+    assert "seed noise is not measured" in answer_lines(unknown)[-1]
