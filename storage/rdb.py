@@ -132,7 +132,7 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
     try:
         if skip:
             _require_schema(parsed, settings)
-        with schema_lock(parsed, settings, enabled=not skip and not is_sqlite), warnings.catch_warnings():
+        with schema_lock(parsed, settings, enabled=not skip), warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = ResilientRDBStorage(
                 parsed.render_as_string(hide_password=False),
@@ -157,9 +157,24 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
 @contextlib.contextmanager
 def schema_lock(url: URL, settings: StorageSettings, enabled: bool) -> Iterator[None]:
     """Serialise schema creation across processes (N `sarsweep init`s at once race on CREATE
-    TABLE and alembic's version table: optuna#1092) with a session-level advisory lock."""
+    TABLE and alembic's version table: optuna#1092): a session-level advisory lock on PostgreSQL,
+    a lock file beside a SQLite database (two inits on a fresh file both succeed)."""
     if not enabled:
         yield
+        return
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        if database in ("", ":memory:") or database.startswith("file:"):
+            yield
+            return
+        import fcntl
+
+        with open(f"{database}.schema.sarsweep.lock", "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
         return
     engine = create_engine(url, poolclass=NullPool, connect_args=engine_kwargs(url, settings)["connect_args"])
     try:

@@ -84,3 +84,19 @@ def test_init_checks_the_data_before_it_makes_a_study(pg_url: str, write_campaig
     assert done.returncode == 0, done.stderr
     count = len(list(chips.glob("*/Patch/*.tif")))
     assert f"data: {count} file(s) under {chips} match data.include; read " in done.stdout, done.stdout
+
+
+def test_two_inits_at_once_on_a_fresh_sqlite_file_both_succeed(write_campaign, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = write_campaign()
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    exe = str(Path(sys.executable).parent / "sarsweep")
+    for _ in range(3):  # the race is a matter of timing: three tries at it
+        (tmp_path / "fresh.db").unlink(missing_ok=True)
+        procs = [subprocess.Popen([exe, "init", "--campaign", str(path), "--storage", url], cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        assert sum(o[0].count("created t.baseline.quick") for o in outs) == 1, outs  # made once, found once
