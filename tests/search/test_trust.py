@@ -197,3 +197,34 @@ def test_a_difference_is_judged_against_its_noise_band() -> None:
     assert beside_noise(0.12, 0.3) == "+0.12 (noise band 0.30): within noise"
     assert beside_noise(-0.5, 0.3) == "-0.50 (noise band 0.30): beyond noise"
     assert beside_noise(0.5, None) == "+0.50 (noise not measured)"
+
+
+def test_racing_buys_full_stage_seeds_only_while_a_comparison_is_undecided(pg_url: str, write_campaign,
+                                                                         tmp_path: Path) -> None:
+    """noise_rule: race in a real campaign worker: the full stage's re-runs go to its leader and to
+    configs not beaten beyond the pooled noise, at most noise_seeds each, and the stage ends."""
+    from search.policy.seeds import beaten, pooled_sd, seed_values
+
+    path = write_campaign(noise_seeds=2, noise_rule="race", quick={"trials": 5, "epochs": 2},
+                          full={"top_k": 3, "max_k": 3, "epochs": 2})
+    init(path, pg_url, tmp_path)
+    done = run_cli("worker", "--campaign", str(path), "--storage", pg_url, "--artifacts", str(tmp_path / "art"),
+                   cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    full = trials_of(pg_url, "t.baseline.full")
+    assert all(t.state == TrialState.COMPLETE for t in full)
+    promoted = [t for t in full if "promoted_from_trial" in t.user_attrs]
+    reruns = [t for t in full if "noise_of" in t.user_attrs]
+    assert len(promoted) == 3 and reruns  # no dof before the first re-run: every comparison starts undecided
+    per_config = {p.number: [r for r in reruns if r.user_attrs["noise_of"] == p.number] for p in promoted}
+    assert all(len(r) <= 2 for r in per_config.values())
+    for p, rs in per_config.items():
+        assert [r.user_attrs["noise_seed"] for r in rs] == list(range(1, len(rs) + 1))
+        assert all(r.params == next(t for t in promoted if t.number == p).params for r in rs)
+    # When the stage ended, every config short of seeds was beaten beyond noise by the leader.
+    values = seed_values(full)
+    sd, dof = pooled_sd(list(values.values()))
+    lead = max(values, key=lambda n: sum(values[n]) / len(values[n]))
+    for n, v in values.items():
+        if n != lead and len(per_config[n]) < 2:
+            assert beaten(values[lead], v, sd, dof), (n, values)
