@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,10 +217,14 @@ class TrainConfig:
 
 
 def with_absolute_root(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A config dict (TrainConfig.to_dict()) whose data.root is absolute (~ expanded, resolved
-    against the working folder), so that it names its data from any folder."""
+    """A config dict (TrainConfig.to_dict()) whose data.root is absolute (~ expanded, made absolute
+    against the working folder), so that it names its data from any folder. Symbolic links are kept
+    as written (`../shared` that links to a mount stays `<repo>/../shared`, normalised, not the
+    mount's own path, which may differ from node to node)."""
     root = cfg["data"].get("root")
-    return cfg if root is None else {**cfg, "data": {**cfg["data"], "root": str(Path(root).expanduser().resolve())}}
+    if root is None:
+        return cfg
+    return {**cfg, "data": {**cfg["data"], "root": os.path.normpath(os.path.abspath(os.path.expanduser(root)))}}
 
 
 def config_hash(obj: Any) -> str:

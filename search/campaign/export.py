@@ -87,7 +87,8 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
         f"data fraction {cfg.fraction}, {cfg.epochs} epochs, seed {cfg.seed}"
         + (f", {cfg.threads} CPU thread(s)" if cfg.threads else "") + lineage,
         f"sarsweep {_version('sarsweep')}, optuna {optuna.__version__}, exported {stamp}",
-        f"data: {where}, absolute: it retrains from any folder",
+        f"data: {where}" + (": made again from their seed on any machine" if root is None
+                              else ", absolute: it retrains from any folder"),
         f"retrain: sarsweep train --config {out.name}"
         + (f" (on the CPU with the same {cfg.threads} thread(s), which its result depends on; --threads "
            "changes that)" if cfg.threads else ""),

@@ -18,6 +18,8 @@ def test_export_then_train_reproduces_the_trial(pg_url: str, write_campaign, tmp
     text = (tmp_path / "best.yaml").read_text()
     header = [line for line in text.splitlines() if line.startswith("#")]
     assert "study t.baseline.quick, trial" in header[0] and "optuna 5." in text and "data fraction 1.0" in text
+    # Generated data has no folder to be absolute about: the header says how it comes back instead.
+    assert "# data: generated scenes (data.root null): made again from their seed on any machine" in header
     best = max(trials_of(pg_url, "t.baseline.quick"), key=lambda t: t.value)
     exported = yaml.safe_load(text)
     assert {k: exported[k] for k in best.params} == best.params
