@@ -23,8 +23,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# In a folder of its own: the quickstart's sarsweep.db, best.yaml and report.md stay apart.
 demo: install
-	$(BIN)/sarsweep demo
+	mkdir -p demo && cd demo && ../$(BIN)/sarsweep demo
 
 test: install
 	$(BIN)/python -m pytest

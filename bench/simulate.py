@@ -205,16 +205,16 @@ def incumbent_regret(arm: dict[str, Any], truth: np.ndarray, until: float | None
 
 # ---- one replay ----------------------------------------------------------------------------------
 
-def one_replay(args: tuple[str, int, int, list[str], list[str]]) -> dict[str, Any]:
+def one_replay(args: tuple[str, int, int, list[str], list[str], list[str]]) -> dict[str, Any]:
     import optuna
 
     from search.simulation.replay import replay_campaign
     from search.simulation.table import CurveTable
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    path, replay, workers, arms, variants = args
+    path, replay, workers, arms, variants, changes = args
     table = CurveTable.load(path)
-    campaign = table.campaign
+    campaign = with_changes(table.campaign, changes)
     out: dict[str, Any] = {"replay": replay, "variants": {}}
     levels = {"half": max(2, campaign.quick.trials // 2), "default": campaign.quick.trials,
               "double": campaign.quick.trials * 2}
@@ -252,14 +252,14 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
     table = CurveTable.load(args.table)
     variants = args.variants or table.variants
     arms = ["sarsweep", *[a for a in args.arms if a != "sarsweep"]]
-    jobs = [(args.table, r, args.workers, arms, variants) for r in range(args.replays)]
+    jobs = [(args.table, r, args.workers, arms, variants, args.changes) for r in range(args.replays)]
     if args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             replays = list(pool.map(one_replay, jobs))
     else:
         replays = [one_replay(j) for j in jobs]
     summary: dict[str, Any] = {"table": str(args.table), "replays": args.replays, "workers": args.workers,
-                               "variants": {}}
+                               "changes": args.changes, "variants": {}}
     for variant in variants:
         rows = [r["variants"][variant] for r in replays]
         seconds_full_run = float(table.seconds(variant, table.campaign.full.fraction,
@@ -483,7 +483,7 @@ def smoke() -> None:
             print(f"blackbox f{fraction:g}: {len(tasks['baseline'].hyperparameters)} configs x "
                   f"{tasks['baseline'].num_seeds} seeds x {epochs} epochs read back by syne-tune, "
                   f"{'equal to' if np.allclose(read, recorded) else 'DIFFERENT FROM'} the table")
-        ns = argparse.Namespace(table=tmp, replays=2, workers=2, jobs=1, arms=["sarsweep", *PEERS],
+        ns = argparse.Namespace(table=tmp, replays=2, workers=2, jobs=1, arms=["sarsweep", *PEERS], changes=[],
                                 variants=None, workers_list=[1, 2])
         print_compare(compare(ns))
         print_fidelity(fidelity(ns))
@@ -504,6 +504,8 @@ def main() -> None:
             p.add_argument("--workers", type=int, default=4)
             p.add_argument("--jobs", type=int, default=2)
             p.add_argument("--arms", nargs="*", default=["sarsweep", *PEERS])
+            p.add_argument("--changes", nargs="*", default=[],
+                           help="sarsweep's campaign with dotted changes, e.g. full.top_k=5 noise_rule=race")
         if name == "schedule":
             p.add_argument("--workers", dest="workers_list", type=int, nargs="*", default=[2, 8, 32])
             p.add_argument("--changes", nargs="*", default=[], help="dotted changes, e.g. noise_rule=race")

@@ -52,10 +52,23 @@ def demo_campaign(trials: int | None = None, epochs: int | None = None,
         raise exc.within(source="demo campaign") from None
 
 
-def _report(trial: Trial, state: TrialState) -> None:
-    done = frozen(trial.study, trial)
-    value = f"{done.value:.2f} dB" if done.value is not None else done.user_attrs.get("fail_reason", "")
-    print(f"  trial {trial.number:>2} {state.name.lower():<8} {value}", flush=True)
+class Progress:
+    """Prints each trial as it ends, with the demo's trials done of about how many, and time left."""
+
+    def __init__(self, campaign: CampaignConfig, top_k: int) -> None:
+        per_stage = campaign.noise_seeds
+        self.total = len(campaign.variants) * (campaign.quick_budget() + per_stage + top_k + per_stage)
+        self.done = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, trial: Trial, state: TrialState) -> None:
+        self.done += 1
+        done = frozen(trial.study, trial)
+        value = f"{done.value:.2f} dB" if done.value is not None else done.user_attrs.get("fail_reason", "")
+        spent = time.perf_counter() - self.started
+        left = max(0.0, spent / self.done * (self.total - self.done))
+        print(f"  trial {trial.number:>2} {state.name.lower():<8} {value:<10} [{self.done} of about {self.total} "
+              f"trials, about {left / 60:.0f} min left]", flush=True)
 
 
 def best_overall(storage: RDBStorage, campaign: CampaignConfig) -> tuple[str, str]:
@@ -89,16 +102,17 @@ def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None
     for variant in campaign.variants:
         for stage in STAGES:
             ensure_study(storage, campaign, variant, stage)
+    tally = Progress(campaign, top_k=2)
     for variant in campaign.variants:
         print(f"quick search: {campaign.study_name(variant, 'quick')}", flush=True)
         run_worker(storage, campaign, variant, "quick", artifacts, device=device, worker_index=0,
-                   progress=False, on_trial=_report)
+                   progress=False, on_trial=tally)
         for p in promote(storage, campaign, variant, top_k=2):
             print(f"  promoted quick trial {p.quick_trial} ({p.quick_value:.2f} dB)"
                   + ("" if p.enqueued else " (already)"), flush=True)
         print(f"full runs: {campaign.study_name(variant, 'full')}", flush=True)
         run_worker(storage, campaign, variant, "full", artifacts, device=device, worker_index=0,
-                   progress=False, on_trial=_report)
+                   progress=False, on_trial=tally)
     variant, stage = best_overall(storage, campaign)
     path, study, trial = export_trial(storage, campaign, variant, out, stage=stage)
     print()

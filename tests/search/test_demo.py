@@ -18,6 +18,9 @@ def test_demo_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
     for variant in ("baseline", "resnet_lite", "residual", "attention"):
         assert f"quick search: demo.{variant}.quick" in done.stdout
     assert "best config written to best.yaml" in done.stdout
+    # Progress while it runs: each trial with the demo's trials done of about how many, and time left.
+    counts = [int(n) for n in re.findall(r"\[(\d+) of about 12 trials, about \d+ min left\]$", done.stdout, re.M)]
+    assert counts == list(range(1, 9)), done.stdout  # 1 quick, 1 promoted (of up to 2) per variant: 8 of about 12
     # Each variant's chosen config scored on generated scenes of another seed, in the report too.
     assert re.search(r"^Held out: .*synthetic.*, \d[\d,]* patches of 32x32 from 12 file\(s\)", done.stdout, re.M)
     assert len(re.findall(r"^  \w+: held-out PSNR \d+\.\d\d dB", done.stdout, re.M)) == 4
