@@ -27,6 +27,14 @@ def test_the_site_builds_strictly(tmp_path: Path) -> None:
     assert (tmp_path / "site" / "index.html").is_file() and (tmp_path / "site" / "search" / "search_index.json").is_file()
     built = {p.parent.name for p in (tmp_path / "site").glob("*/index.html")}
     assert {p.stem for p in (REPO / "docs").glob("*.md")} - {"index"} <= built
+    # The site's quickstart is README.md's, included (one text): every line of its block is on the page.
+    import html
+    import re
+
+    page = html.unescape(re.sub(r"<[^>]+>", "", (tmp_path / "site" / "quickstart" / "index.html").read_text()))
+    block = re.search(r"<!-- quickstart -->\n```bash\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert block and all(line.split("#")[0].strip() in page for line in block.group(1).splitlines())
+    assert 'href="quickstart/"' in (tmp_path / "site" / "index.html").read_text()  # the home page links to it
 
 
 def test_the_readme_is_short() -> None:
