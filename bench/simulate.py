@@ -398,6 +398,7 @@ def sweep_one(args: tuple[str, list[str], int, int]) -> dict[str, Any]:
     return {"wall": result.wall, "busy": result.busy, "idle": result.idle_share,
             "variants": {v: {"regret": o.regret, "spent": sum(o.seconds.values()), "named": o.named_winner,
                              "promoted_winner": o.winner_promoted, "full_trials": o.trials.get("full", 0),
+                             "winner_stopped": o.winner_stopped, "full_spent": o.seconds.get("full", 0.0),
                              "pruned": o.pruned}
                          for v, o in result.variants.items()}}
 
@@ -425,10 +426,13 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
                 row["variants"][v] = {"regret": bootstrap(regret), "full_runs": float(spent.mean() / full_run),
                                       "named": float(series(runs, v, "named").mean()),
                                       "promoted_winner": float(series(runs, v, "promoted_winner").mean()),
+                                      "winner_stopped": float(series(runs, v, "winner_stopped").mean()),
+                                      "full_runs_in_full_stage": float(series(runs, v, "full_spent").mean() / full_run),
                                       "regrets": regret.tolist(), "spent": spent.tolist()}
             out[name] = row
             cells = "; ".join(f"{v} regret {interval(x['regret'])}, {x['full_runs']:.1f} full runs, "
                               f"named {x['named']:.0%}, winner promoted {x['promoted_winner']:.0%}"
+                              + (f", winner stopped {x['winner_stopped']:.0%}" if x["winner_stopped"] else "")
                               for v, x in row["variants"].items())
             print(f"{name:<48} wall {row['wall'] / 3600:.2f} h, idle {row['idle']:.1%}; {cells}", flush=True)
     return out

@@ -67,6 +67,13 @@ class VariantOutcome:
     promoted: list[int]
     """Table configs promoted to the full stage."""
     best_config: int
+    stopped: list[int] = field(default_factory=list)
+    """Table configs whose promoted full run was stopped early (full.stop_margin)."""
+
+    @property
+    def winner_stopped(self) -> bool:
+        """The table's best config was promoted and its full run stopped as beaten."""
+        return self.best_config in self.stopped
 
     @property
     def regret(self) -> float:
@@ -293,10 +300,13 @@ class _Replay:
         trials = {s: self.trials((variant, s)) for s in stages}
         promoted = [int(t.user_attrs[CONFIG_ATTR]) for t in trials.get("full", [])
                     if is_promoted(t) and CONFIG_ATTR in t.user_attrs]
+        stopped = [int(t.user_attrs[CONFIG_ATTR]) for t in trials.get("full", [])
+                   if is_promoted(t) and t.state == TrialState.PRUNED]
         return VariantOutcome(
             chosen, None if chosen is None else float(truth[chosen]), float(truth.max()),
             {s: self.spent[variant, s] for s in stages}, {s: len(ts) for s, ts in trials.items()},
-            sum(t.state == TrialState.PRUNED for ts in trials.values() for t in ts), promoted, int(truth.argmax()))
+            sum(t.state == TrialState.PRUNED for ts in trials.values() for t in ts), promoted, int(truth.argmax()),
+            stopped)
 
 
 def replay_campaign(table: CurveTable, campaign: CampaignConfig, workers: int, seed: int = 0,
