@@ -35,7 +35,7 @@ from search.running.signals import WorkerStopped, handled, raise_if_stopped, sto
 from search.running.source import CampaignSource, Claimed, Hooks, served_studies
 from storage.optuna_internals import trial_id
 from storage.rdb import ResilientRDBStorage, heartbeat_of
-from storage.trials import FailKind, Heartbeat, ReaperThread, fail, retry_later, still_running, tell
+from storage.trials import FailKind, heartbeat, reaper_thread, fail, retry_later, still_running, tell
 
 if TYPE_CHECKING:
     from search.running.promote import Promotion
@@ -94,7 +94,7 @@ def out_of_memory(exc: BaseException) -> bool:
 
 def run_one(study: optuna.Study, storage: ResilientRDBStorage, trial: Trial, objective: Objective) -> TrialState:
     """Run a claimed trial with its heartbeat beating, and tell how it ended."""
-    with Heartbeat(storage, trial_id(trial)):
+    with heartbeat(storage, trial_id(trial)):
         try:
             value = objective(trial)
         except optuna.TrialPruned:
@@ -131,7 +131,7 @@ def serve(source: Source, storage: ResilientRDBStorage, before_claim: Callable[[
     claim now but says why more will come, wait `poll` seconds and look again."""
     summary = WorkerSummary(source.serves)
     # Reap the studies on a timer too: a dead peer's trial is retried while this worker trains.
-    with stop_on_signals(), ReaperThread(source.studies, heartbeat_of(storage)[1]):
+    with stop_on_signals(), reaper_thread(source.studies, heartbeat_of(storage)[1]):
         while True:
             claimed = None
             try:
