@@ -35,7 +35,7 @@ from search.running.signals import WorkerStopped, handled, raise_if_stopped, sto
 from search.running.source import CampaignSource, Claimed, Hooks, served_studies
 from storage.optuna_internals import trial_id
 from storage.rdb import ResilientRDBStorage, heartbeat_of
-from storage.trials import FailKind, heartbeat, reaper_thread, fail, retry_later, still_running, tell
+from storage.trials import FailKind, fail, heartbeat, reaper_thread, retry_later, still_running, tell
 
 if TYPE_CHECKING:
     from search.running.promote import Promotion
