@@ -249,3 +249,15 @@ def test_slurm_scripts_are_valid_bash_and_run_the_worker_and_the_server() -> Non
                                                if not line.startswith("#"))  # no URL outside comments
         if shutil.which("shellcheck"):
             assert subprocess.run(["shellcheck", str(path)]).returncode == 0
+
+
+def test_every_package_folder_is_listed_for_the_wheel() -> None:
+    """pyproject lists its packages explicitly: a new sub-package left out is missing from `pip install .`
+    (the Docker image) though an editable install finds it."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {p.parent.relative_to(REPO).as_posix().replace("/", ".")
+             for room in ("errors", "models", "training", "storage", "search")
+             for p in (REPO / room).rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert found == listed
