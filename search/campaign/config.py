@@ -165,10 +165,12 @@ class CampaignConfig:
     variant's quick stage beside the searched trials, never pruned, always in the report:
     {name: {search key: value}}. Keys a reference leaves out are sampled like any trial's; each
     value must lie in the variant's search space. They come on top of quick.trials."""
-    noise_seeds: int = 2
+    noise_seeds: int = 1
     """Seed noise: once a stage has ended, its best config is re-run with this many other seeds,
     and the spread of its values is the stage's noise band (promotion and the report's verdicts
-    use it). 0 turns it off."""
+    use it). 0 turns it off. 1 since 2026-12-07 (it was 2): replayed 50 times on the curve table,
+    the second re-run cost 11-12 % of a campaign's worker-hours and changed its regret by +0.001
+    [+0.000, +0.003] dB (baseline) and +0.000 (resnet_lite) (docs/search-quality.md)."""
     noise_rule: Literal["fixed", "race"] = "fixed"
     """How the full stage buys its seed re-runs. fixed: its best config, noise_seeds times, once
     every promoted run has ended. race: as soon as a worker would idle, the leader and every config
