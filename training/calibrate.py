@@ -6,7 +6,7 @@
 Trains `cfg` for three epochs on two small slices of the training patches (a few batches each)
 with the whole validation set. The faster of epochs 2 and 3 is an epoch's cost (the first pays
 one-time start-up: allocation, cuDNN's algorithm search, a compile; what it pays beyond the others
-is the trial's start-up). The two slices give a line: the seconds every epoch pays whatever its
+is the trial's start-up, with what `train` spends outside its epochs). The two slices give a line: the seconds every epoch pays whatever its
 size (validation, checkpoints, previews) and the seconds per training step. The same trainer,
 device, precision, width and patch size as the run it forecasts.
 """
@@ -36,13 +36,16 @@ class EpochCost:
 
 
 def _epochs(cfg: TrainConfig, data: SplitData, batches: int) -> tuple[float, float]:
-    """(the first epoch's seconds, the faster of the next two's) on `batches` batches."""
+    """(the run's start-up: what the first epoch pays beyond the others plus what `train` spends
+    outside its epochs (model, optimizer, data to the device, closing the writer); the faster of
+    epochs 2 and 3) on `batches` batches."""
     n = min(len(data.train), batches * cfg.batch_size)
     part = dataclasses.replace(data, train=data.train[:n], _resident={})
     with tempfile.TemporaryDirectory(prefix="sarsweep-calibrate-") as out:
         result = train(cfg.replace(epochs=3, warmup_epochs=0, out_dir=out), progress=False, data=part)
     seconds = [e.seconds for e in result.history]
-    return seconds[0], min(seconds[1:])
+    epoch = min(seconds[1:])
+    return (seconds[0] - epoch) + max(0.0, result.seconds - sum(seconds)), epoch
 
 
 def calibrate(cfg: TrainConfig, data: SplitData, batches: tuple[int, int] = (2, 10)) -> EpochCost:
@@ -50,8 +53,8 @@ def calibrate(cfg: TrainConfig, data: SplitData, batches: tuple[int, int] = (2, 
     few, more = batches
     most = steps_per_epoch(len(data.train), cfg.batch_size)
     few, more = min(few, most), min(more, most)
-    first, small = _epochs(cfg, data, few)
-    startup = max(0.0, first - small)
+    startup, small = _epochs(cfg, data, few)
+    startup = max(0.0, startup)
     if more == few:  # too few patches for two sizes: all of it is one epoch's cost
         return EpochCost(fixed=small, per_step=0.0, startup=startup)
     large = _epochs(cfg, data, more)[1]

@@ -43,6 +43,7 @@ def measure(campaign, device: str | None, workers: int, forecast):  # type: igno
     """Seconds per epoch of each (variant, width, stage), and each stage's patch counts."""
     import os
     import sys
+    import time
 
     from search.running.trial import trial_config
     from search.simulation.plan import widths
@@ -52,7 +53,9 @@ def measure(campaign, device: str | None, workers: int, forecast):  # type: igno
     from training.threads import node_cores
 
     quick, full = campaign.quick, campaign.full
+    started = time.perf_counter()
     data = load_data(campaign.train.data, quick.fraction)
+    forecast.worker_start = time.perf_counter() - started  # each worker prepares its stages' data first
     full_n = data.total_train_patches if full.fraction >= 1 else int(full.fraction * data.total_train_patches)
     forecast.data = {"quick": (len(data.train), len(data.val)), "full": (full_n, len(data.val))}
     dev = resolve_device(device or campaign.train.device)

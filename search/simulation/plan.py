@@ -51,7 +51,9 @@ class Forecast:
     simulated_hours: float = 0.0
     """Worker-hours the simulated campaigns spent (mean over replays): a point inside the range."""
     startup: float = 0.0
-    """Seconds each trial pays once before its epochs (the calibration's first epoch beyond the others)."""
+    """Seconds each trial pays once beyond its epochs (the calibration's: see training/calibrate.py)."""
+    worker_start: float = 0.0
+    """Seconds a worker spends before its first claim (preparing the data), added to the wall time."""
 
     def total(self) -> tuple[float, float]:
         return (sum(s.hours[0] for s in self.stages.values()), sum(s.hours[1] for s in self.stages.values()))
@@ -147,10 +149,10 @@ def simulate(campaign: CampaignConfig, costs: Costs, forecast: Forecast, replays
     table = cost_table(unpruned, costs, 0)
     everyone = sum(stage_trials(campaign, s)[1] for s in STAGES) * len(campaign.variants)
     critical = replay_campaign(table, unpruned, max(1, everyone), seed=0, trial_overhead=forecast.startup).wall
-    forecast.wall_hours = float(np.mean(walls)) / 3600
+    forecast.wall_hours = (float(np.mean(walls)) + forecast.worker_start) / 3600
     forecast.idle_share = float(np.mean(idles))
     forecast.simulated_hours = float(np.mean(spent)) / 3600
-    forecast.critical_hours = critical / 3600
+    forecast.critical_hours = (critical + forecast.worker_start) / 3600
 
 
 def render(f: Forecast) -> str:
