@@ -6,9 +6,10 @@
 Trains `cfg` for three epochs on two small slices of the training patches (a few batches each)
 with the whole validation set. The faster of epochs 2 and 3 is an epoch's cost (the first pays
 one-time start-up: allocation, cuDNN's algorithm search, a compile; what it pays beyond the others
-is the trial's start-up, with what `train` spends outside its epochs). The two slices give a line: the seconds every epoch pays whatever its
-size (validation, checkpoints, previews) and the seconds per training step. The same trainer,
-device, precision, width and patch size as the run it forecasts.
+is the trial's start-up, with what `train` spends outside its epochs). The two slices give a
+line: the seconds every epoch pays whatever its size (validation, checkpoints, previews) and the
+seconds per training step. The same trainer, device, precision, width and patch size as the run
+it forecasts.
 """
 
 from __future__ import annotations
