@@ -34,6 +34,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # its workers run sarsweep's loop through tests/support/loadtest.py's source
+
 SETTINGS = {
     "independent": {},
     "constant_liar": {"constant_liar": True},

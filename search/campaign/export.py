@@ -17,7 +17,7 @@ from errors import CheckpointError, StudyError
 from search.campaign.config import CampaignConfig
 from search.campaign.roles import PROMOTED_FROM_STUDY, PROMOTED_FROM_TRIAL
 from search.campaign.studies import load_stage_study
-from search.policy.stages import best_complete
+from search.policy.best import best_complete
 from storage import trial_dir
 from storage.lineage import original_number
 from training.config import TrainConfig, dump_yaml, with_absolute_root

@@ -20,8 +20,8 @@ from typing import Any
 from optuna.trial import TrialState
 
 from search.campaign.roles import NOISE_OF, NOISE_SEED, is_noise, is_promoted
+from search.policy.best import best_complete
 from search.policy.records import TrialLike
-from search.policy.stages import best_complete
 
 FIXED, RACE = "fixed", "race"
 """The rules for seed re-runs (campaign `noise_rule`): `fixed` re-runs each stage's best config

@@ -1,4 +1,4 @@
-"""Where a stage stands, from its trials: what it has still to run, and its best config so far."""
+"""Where a stage stands, from its trials: what it has still to run (its best config: search.policy.best)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,9 @@ from dataclasses import dataclass
 
 from optuna.trial import TrialState
 
-from search.campaign.roles import is_noise
 from search.policy.records import TrialLike
+from search.policy.seeds import pending
 from storage.lineage import is_retry
-
-
-def best_complete(trials: Sequence[TrialLike]) -> TrialLike | None:
-    """The COMPLETE trial with the highest value (the lowest number among equals), or None. A
-    seed re-run is never it: picking the luckiest seed of a config flatters it."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and not is_noise(t)]
-    return max(done, key=lambda t: (float(t.value), -t.number)) if done else None  # type: ignore[arg-type]
 
 
 @dataclass
@@ -58,8 +51,6 @@ def stage_progress(trials: Sequence[TrialLike], budget: int | None, noise_seeds:
     only what waits). Originals are trials that are no retry, as the claim counts them. A RUNNING
     trial counts as running even when its worker died: the reaper retries it. With `noise_seeds`,
     the seed re-runs still to be queued count too (they end the stage)."""
-    from search.policy.seeds import pending
-
     count = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
     originals = sum(1 for t in trials if not is_retry(t))
     progress = StageProgress(count[TrialState.RUNNING], count[TrialState.WAITING],

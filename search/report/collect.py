@@ -30,8 +30,8 @@ from search.campaign.roles import (
     is_promoted,
 )
 from search.campaign.studies import load_stage_study
+from search.policy.best import best_complete
 from search.policy.seeds import Band, band
-from search.policy.stages import best_complete
 from search.policy.verdicts import Agreement, agreement
 from search.report.status import STATES, value_text
 from storage.lineage import is_retry, original_number

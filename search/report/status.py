@@ -17,7 +17,8 @@ from optuna.trial import FrozenTrial, TrialState
 from errors import StudyError
 from search.campaign.config import STAGES, CampaignConfig
 from search.campaign.studies import load_stage_study
-from search.policy.stages import best_complete, stage_progress
+from search.policy.best import best_complete
+from search.policy.stages import stage_progress
 from storage.optuna_internals import study_id, trial_id
 from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of

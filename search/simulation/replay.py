@@ -35,10 +35,11 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from search.campaign.config import STAGES, CampaignConfig
 from search.campaign.roles import NOISE_OF, is_noise, is_promoted
 from search.campaign.studies import make_pruner, make_sampler, queue_references, sample_params
+from search.policy.best import best_complete
 from search.policy.claims import Counts, Key, claim_order, unclaimed
 from search.policy.promotion import picks, promotion_attrs
 from search.policy.seeds import band, noise_sd, reruns_due
-from search.policy.stages import best_complete, stage_ended
+from search.policy.stages import stage_ended
 from search.simulation.table import CurveTable
 
 CONFIG_ATTR = "table_config"

@@ -478,9 +478,11 @@ def test_bad_data_checkpoints_and_losses_are_contained(pg: Cluster, db, write_ca
     refused = run_cli("init", "--campaign", str(campaigns["missing"]), "--storage", url, cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.strip() == (
         f"sarsweep: error: {campaigns['missing']}: train.data.root: directory not found: {tmp_path / 'no-such-dir'}")
-    (tmp_path / "no-such-dir").mkdir()  # ... so it is there at init, and gone by the time a worker starts
+    (tmp_path / "no-such-dir").mkdir()  # ... so it is there at init (init reads a file of it), and gone by the
+    (tmp_path / "no-such-dir" / "a.tif").symlink_to(next(s1.glob("*/Patch/*.tif")))  # time a worker starts
     for path in campaigns.values():
         init(path, url, tmp_path)
+    (tmp_path / "no-such-dir" / "a.tif").unlink()
     (tmp_path / "no-such-dir").rmdir()
     before = _rows(pg, name)
     expected = {"missing": "data.root: directory not found", "corrupt": "zz_corrupt.tif", "zero": "selects no patch"}

@@ -5,11 +5,12 @@ from __future__ import annotations
 from optuna.trial import TrialState
 
 from search.campaign.roles import NOISE_OF, NOISE_SEED, PROMOTED_FROM_TRIAL, QUICK_NOISE_SD
+from search.policy.best import best_complete
 from search.policy.claims import Counts, claim_order, unclaimed
 from search.policy.promotion import picks, ranked_distinct
 from search.policy.records import Record
 from search.policy.seeds import FIXED, RACE, Band, band, beaten, noise_target, pending, pooled_sd, race, reruns_due
-from search.policy.stages import best_complete, stage_ended, stage_progress
+from search.policy.stages import stage_ended, stage_progress
 from search.policy.stopping import stage_noise_sd, stop_reason
 
 C, R, W, P = TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED

@@ -88,7 +88,7 @@ def test_a_corrupt_tiff_says_it_is_no_valid_tiff_and_evaluate_can_skip_it(s1: Pa
     done = run_cli("evaluate", "--checkpoint", str(best), "--data", str(held), "--include", "*.tif", cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip() == (
         f"sarsweep: error: cannot read SAR raster {held / 'zz_cut.tif'}: not a valid TIFF (no image in it: truncated, "
-        "or no TIFF at all)")
+        "or no TIFF at all) (data.on_error: skip (evaluate: --on-error skip) leaves unreadable files out)")
     skipped = run_cli("evaluate", "--checkpoint", str(best), "--data", str(held), "--include", "*.tif", "--on-error",
                       "skip", cwd=tmp_path)
     assert skipped.returncode == 0, skipped.stderr

@@ -103,7 +103,7 @@ def list_sources(root: Path, include: list[str]) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-SKIP_HINT = "data.on_error: skip leaves unreadable files out"
+SKIP_HINT = "data.on_error: skip (evaluate: --on-error skip) leaves unreadable files out"
 
 
 def with_skip_hint(exc: RasterReadError) -> RasterReadError:
