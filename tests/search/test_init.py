@@ -67,7 +67,7 @@ def test_init_checks_the_data_before_it_makes_a_study(pg_url: str, write_campaig
     (corrupt / "a.tif").write_bytes(b"II*\x00 not really a tiff")
     cases = {
         "no image": ({"root": str(empty), "include": ["**/*.tif"]}, "data.include: no file under"),
-        "corrupt": ({"root": str(corrupt), "include": ["*.tif"]}, "data.on_error: skip leaves unreadable files out"),
+        "corrupt": ({"root": str(corrupt), "include": ["*.tif"]}, "(data.on_error: skip (evaluate: --on-error skip) leaves unreadable files out)"),
     }
     for name, (data, message) in cases.items():
         path = write_campaign(f"c{len(name)}", train={"batch_size": 8, "device": "cpu",
