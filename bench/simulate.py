@@ -39,6 +39,7 @@ import logging
 import os
 import sys
 import tempfile
+import typing
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import redirect_stdout
@@ -90,7 +91,7 @@ def syne_tune_space(table: Any, variant: str) -> dict[str, Any]:
 
     from training.config import TrainConfig
 
-    hints = __import__("typing").get_type_hints(TrainConfig)
+    hints = typing.get_type_hints(TrainConfig)
     space = {}
     for key, spec in table.campaign.space(variant).items():
         if spec.choices is not None:

@@ -18,7 +18,7 @@ from search.campaign.roles import (
     is_noise,
 )
 from search.policy.records import TrialLike
-from search.policy.seeds import Band
+from search.policy.seeds import Band, band, noise_sd
 
 
 def ranked_distinct(trials: Sequence[TrialLike]) -> list[TrialLike]:
@@ -64,3 +64,13 @@ def promotion_attrs(quick: TrialLike, quick_study: str, within: float | None,
     if REFERENCE in quick.user_attrs:
         attrs[REFERENCE] = quick.user_attrs[REFERENCE]
     return attrs
+
+
+def promotions(trials: Sequence[TrialLike], k: int, most: int,
+               quick_study: str) -> list[tuple[TrialLike, float | None, dict[str, Any]]]:
+    """What a finished quick stage promotes: each pick (`picks`, within the stage's noise band),
+    the band it was taken within, and the user attrs it carries into the full stage (with the
+    stage's seed-noise sd). `sarsweep promote` and the simulator both enqueue these."""
+    noise = noise_sd(trials)
+    return [(t, within, promotion_attrs(t, quick_study, within, noise))
+            for t, within in picks(trials, k, most, band(trials))]

@@ -10,6 +10,7 @@ import optuna
 
 from search.campaign.config import CampaignConfig
 from search.campaign.roles import NOISE_OF
+from search.policy.claims import unclaimed
 from search.policy.seeds import reruns_due
 from storage.queries import StudyCounts
 from storage.trials import Refill
@@ -24,11 +25,9 @@ def refill(study: optuna.Study, campaign: CampaignConfig, stage: str) -> Refill:
     def fill(counts: StudyCounts) -> bool:
         if not campaign.noise_seeds:
             return False
-        unclaimed = 0
-        if stage == "quick" and counts.budget is not None:
-            unclaimed = max(0, counts.budget - counts.originals)  # searched trials are still to be claimed
         due = reruns_due(study.get_trials(deepcopy=False), campaign.noise_seeds, stage, counts.waiting,
-                         counts.running, counts.tagged, unclaimed, campaign.noise_rule)
+                         counts.running, counts.tagged, unclaimed(stage, counts.budget, counts.originals),
+                         campaign.noise_rule)
         for params, attrs in due:
             study.enqueue_trial(params, user_attrs=attrs)
         return bool(due)

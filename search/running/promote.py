@@ -29,8 +29,7 @@ from errors import QuickUnfinished
 from search.campaign.config import CampaignConfig
 from search.campaign.roles import PROMOTED_FROM_TRIAL
 from search.campaign.studies import load_stage_study
-from search.policy.promotion import picks, promotion_attrs
-from search.policy.seeds import band, noise_sd
+from search.policy.promotion import promotions
 from search.policy.stages import stage_progress
 from storage import study_lock
 from storage.optuna_internals import study_id
@@ -73,17 +72,16 @@ def promote(storage: RDBStorage, campaign: CampaignConfig, variant: str, top_k: 
             progress.lost = sum(1 for age in ages if is_stale(age, grace))
         raise QuickUnfinished(variant, progress, progress.sentence())
     k = top_k or campaign.full.top_k
-    chosen = picks(trials, k, max(k, campaign.full.most), band(trials))
-    noise = noise_sd(trials)
+    chosen = promotions(trials, k, max(k, campaign.full.most), quick.study_name)
     results = []
     with study_lock(storage, full.study_name):
         done = {t.user_attrs.get(PROMOTED_FROM_TRIAL) for t in full.get_trials(deepcopy=False)} - {None}
         if first_only and done:
             return []
-        for t, within in chosen:
+        for t, within, attrs in chosen:
             fresh = t.number not in done
             if fresh:
-                full.enqueue_trial(t.params, user_attrs=promotion_attrs(t, quick.study_name, within, noise))
+                full.enqueue_trial(t.params, user_attrs=attrs)
             results.append(Promotion(variant, t.number, float(t.value), t.params, fresh,  # type: ignore[arg-type]
                                      within))
     return results

@@ -37,8 +37,8 @@ from search.campaign.roles import NOISE_OF, is_noise, is_promoted
 from search.campaign.studies import make_pruner, make_sampler, queue_references, sample_params
 from search.policy.best import best_complete
 from search.policy.claims import Counts, Key, claim_order, unclaimed
-from search.policy.promotion import picks, promotion_attrs
-from search.policy.seeds import band, noise_sd, reruns_due
+from search.policy.promotion import promotions
+from search.policy.seeds import reruns_due
 from search.policy.stages import stage_ended
 from search.simulation.table import CurveTable
 
@@ -185,9 +185,8 @@ class _Replay:
             self.promoted.add(variant)
             k = self.campaign.full.top_k
             full = self.handles[0][variant, "full"]
-            noise = noise_sd(quick)
-            for t, within in picks(quick, k, max(k, self.campaign.full.most), band(quick)):
-                attrs = promotion_attrs(t, self.campaign.study_name(variant, "quick"), within, noise)
+            for t, _, attrs in promotions(quick, k, max(k, self.campaign.full.most),
+                                          self.campaign.study_name(variant, "quick")):
                 full.enqueue_trial(t.params, user_attrs=attrs)
 
     def claim(self, worker: int) -> bool:
@@ -222,7 +221,7 @@ class _Replay:
             trial = study.ask()
             params = sample_params(trial, self.campaign.space(variant))
         config = self.table.nearest(variant, params)
-        seed = self.seed_for(key, trial, config)
+        seed = self.seed_for(key, trial)
         trial.set_user_attr(CONFIG_ATTR, config)
         trial.set_user_attr(SEED_ATTR, seed)
         if self.one_stage:
@@ -237,7 +236,7 @@ class _Replay:
         self.spent[key] += self.overhead
         heapq.heappush(self.heap, job)
 
-    def seed_for(self, key: Key, trial: Trial, config: int) -> int:
+    def seed_for(self, key: Key, trial: Trial) -> int:
         """A recorded seed: at random, but a seed re-run takes one its config has not used yet."""
         n = self.table.seeds[key[0]]
         stored = self.trials(key)
