@@ -37,6 +37,7 @@ TrialSystemAttributeModel = _models.TrialSystemAttributeModel
 StudyUserAttributeModel = _models.StudyUserAttributeModel
 TrialUserAttributeModel = _models.TrialUserAttributeModel
 TrialHeartbeatModel = _models.TrialHeartbeatModel
+TrialValueModel = _models.TrialValueModel
 
 RETRY_ATTR = "failed_trial"
 """The system attr RetryHeartbeatStaleTrialCallback gives a retry (the original's number); read
@@ -118,11 +119,16 @@ def missing() -> list[str]:
             problems.append(f"RDBStorage.{name} is gone")
     if _params(getattr(RDBStorage, "_get_stale_trial_ids", lambda self, study_id: None)) != ["self", "study_id"]:
         problems.append("RDBStorage._get_stale_trial_ids no longer takes (study_id)")
+    if _params(getattr(RDBStorage, "_get_best_trial_id", lambda self, study_id, direction: None)) != [
+            "self", "study_id", "direction"]:
+        problems.append("RDBStorage._get_best_trial_id no longer takes (study_id, direction): storage.rdb's "
+                        "best trial, which passes over seed re-runs, overrides it")
     columns = {TrialModel: ("trial_id", "study_id", "state", "number"),
                TrialSystemAttributeModel: ("trial_id", "key", "value_json"),
                StudyUserAttributeModel: ("study_id", "key", "value_json"),
                TrialUserAttributeModel: ("trial_id", "key", "value_json"),
-               TrialHeartbeatModel: ("trial_id", "heartbeat")}
+               TrialHeartbeatModel: ("trial_id", "heartbeat"),
+               TrialValueModel: ("trial_id", "objective", "value", "value_type")}
     for model, names in columns.items():
         problems += [f"optuna.storages._rdb.models.{model.__name__}.{c} is gone" for c in names
                      if not hasattr(model, c)]

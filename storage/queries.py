@@ -72,6 +72,36 @@ def study_counts(storage: RDBStorage, study_id: int, conn: Connection | None = N
     return StudyCounts(int(waiting), int(running), int(originals), value if whole else None, int(marked or 0))
 
 
+def best_trial_id(storage: RDBStorage, study_id: int, maximize: bool, excluded_attrs: tuple[str, ...]) -> int:
+    """The id of the study's best COMPLETE trial, passing over trials that hold any of the user attrs
+    `excluded_attrs` (measurements, such as seed re-runs, that are no point of the search).
+
+    Optuna's own query (TrialModel.find_max_value_trial_id) with that one condition added: ranked by
+    value type (-inf < finite < +inf) then value, in the study's direction. No such trial: the
+    ValueError Optuna raises, which its callers (study.best_trial, optuna-dashboard) expect.
+    """
+    from optuna.trial import TrialState
+    from sqlalchemy import case, exists, select
+
+    from storage.optuna_internals import TrialModel, TrialUserAttributeModel, TrialValueModel
+
+    kind = TrialValueModel.TrialValueType
+    rank = case((TrialValueModel.value_type == kind.INF_NEG, -1), (TrialValueModel.value_type == kind.FINITE, 0),
+                (TrialValueModel.value_type == kind.INF_POS, 1))
+    measurement = exists().where(TrialUserAttributeModel.trial_id == TrialModel.trial_id,
+                                 TrialUserAttributeModel.key.in_(excluded_attrs))
+    order = (rank.desc(), TrialValueModel.value.desc()) if maximize else (rank.asc(), TrialValueModel.value.asc())
+    query = (select(TrialModel.trial_id).join(TrialValueModel, TrialValueModel.trial_id == TrialModel.trial_id)
+             .where(TrialModel.study_id == study_id, TrialModel.state == TrialState.COMPLETE,
+                    TrialValueModel.objective == 0, ~measurement)
+             .order_by(*order).limit(1))
+    with storage.engine.connect() as conn:
+        found = conn.execute(query).scalar_one_or_none()
+    if found is None:
+        raise ValueError("No trials are completed yet (none that is a point of the search).")
+    return int(found)
+
+
 def heartbeat_ages(storage: RDBStorage, study_id: int) -> dict[int, float | None]:
     """Seconds since the last heartbeat of each RUNNING trial of a study, by trial id (None: the
     trial has no heartbeat row, and Optuna never reaps it).

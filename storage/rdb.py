@@ -43,7 +43,7 @@ from sqlalchemy.pool import NullPool
 
 from errors import StorageError
 from storage.optuna_internals import PRIVATE_STORAGE_METHODS, sessions_on
-from storage.queries import one_row
+from storage.queries import best_trial_id, one_row
 from storage.urls import describe, parse, redact, scrub
 
 log = logging.getLogger("sarsweep.storage")
@@ -73,6 +73,10 @@ class StorageSettings:
     claims_trials: bool = False
     """A worker: at open, its pool is checked against the server's connection budget, so the Nth
     worker past it is one clear line instead of a connection error mid-trial."""
+    not_best: tuple[str, ...] = ()
+    """User attrs that mark a trial as a measurement, not a point of the search (sarsweep's seed
+    re-runs): Optuna's best trial through this storage (`study.best_trial`, optuna-dashboard's
+    "Best Trial" as `sarsweep dashboard` serves it) never names one."""
 
     def __post_init__(self) -> None:
         if self.grace_period <= self.heartbeat_interval:
@@ -144,6 +148,7 @@ def open_storage(url: str, settings: StorageSettings | None = None, create_schem
                 skip_compatibility_check=skip,
             )
         storage.outage_timeout = settings.outage_timeout
+        storage.not_best = settings.not_best
         event.listen(storage.engine, "handle_error", _disconnect_ends_transaction, retval=True)
         if not is_sqlite and settings.claims_trials:
             check_connection_budget(storage, settings)
@@ -339,6 +344,8 @@ class ResilientRDBStorage(RDBStorage):
 
     outage_timeout: float = 600.0
     recovered_at: float | None = None
+    not_best: tuple[str, ...] = ()
+    """StorageSettings.not_best: trials its best-trial query passes over."""
 
     def through_outage(self, what: str, attempt: Callable[[int], T]) -> T:
         """attempt(1), attempt(2), ... until one does not fail for a transient reason, pausing
@@ -403,6 +410,17 @@ _RETRIED = (
 )
 for _name in _RETRIED:
     setattr(ResilientRDBStorage, _name, _retrying(_name, getattr(RDBStorage, _name)))
+
+
+def _best_trial_id(self: ResilientRDBStorage, study_id: int, direction: optuna.study.StudyDirection) -> int:
+    """Optuna's best-trial query (every `get_best_trial` and _CachedStorage's goes through it),
+    passing over the trials `not_best` marks as measurements."""
+    if not self.not_best:
+        return RDBStorage._get_best_trial_id(self, study_id, direction)
+    return best_trial_id(self, study_id, direction == optuna.study.StudyDirection.MAXIMIZE, self.not_best)
+
+
+ResilientRDBStorage._get_best_trial_id = _retrying("_get_best_trial_id", _best_trial_id)  # type: ignore[method-assign]
 
 
 def root_reason(exc: BaseException, url: URL) -> str:

@@ -129,6 +129,7 @@ def open_storage_of(args: argparse.Namespace, role: str, heartbeat_interval: int
                     claims_trials: bool = False) -> ResilientRDBStorage:
     """The storage the options (or the environment) name, for a process in `role`; the heartbeat
     settings of a command that has heartbeat_args (None: the defaults)."""
+    from search.campaign.roles import NOISE_OF
     from storage import StorageSettings, open_storage, resolve_url
     from storage.urls import require_sqlite_file
 
@@ -137,6 +138,7 @@ def open_storage_of(args: argparse.Namespace, role: str, heartbeat_interval: int
         heartbeat_interval=heartbeat_interval or StorageSettings.heartbeat_interval,
         grace_period=grace_period or StorageSettings.grace_period,
         claims_trials=claims_trials,
+        not_best=(NOISE_OF,),  # seed re-runs are measurements: never Optuna's (or the dashboard's) best trial
     )
     url = resolve_url(args.storage, args.storage_file)
     if not create_schema:

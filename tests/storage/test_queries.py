@@ -69,3 +69,26 @@ def test_heartbeat_ages_are_read_on_the_database_clock(pg_url: str) -> None:
                                                      (10.5, 10, True)])
 def test_is_stale_only_past_the_grace_period(age: float | None, grace: float, stale: bool) -> None:
     assert is_stale(age, grace) is stale
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_best_trial_passes_over_measurements_when_asked(url: str, direction: str) -> None:
+    """A seed re-run that scored best is never Optuna's best trial through a storage that names its
+    attr in `not_best` (study.best_trial, the dashboard's Best Trial); a plain storage still picks it."""
+    marked = open_storage(url, StorageSettings(heartbeat_interval=5, grace_period=20, not_best=("noise_of",)),
+                          create_schema=True)
+    study = optuna.create_study(study_name="s", storage=marked, direction=direction)
+    sign = 1 if direction == "maximize" else -1
+    study.add_trial(optuna.trial.create_trial(value=sign * 16.6, params={}, distributions={}))
+    study.add_trial(optuna.trial.create_trial(value=sign * 15.0, params={}, distributions={}))
+    study.add_trial(optuna.trial.create_trial(value=sign * 17.2, params={}, distributions={},
+                                              user_attrs={"noise_of": 0}))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params={}, distributions={}))
+    assert study.best_trial.number == 0
+    assert marked.get_best_trial(study_id(study)).number == 0
+    plain = open_storage(url, StorageSettings(heartbeat_interval=5, grace_period=20))
+    assert optuna.load_study(study_name="s", storage=plain).best_trial.number == 2
+    lone = optuna.create_study(study_name="lone", storage=marked, direction=direction)
+    lone.add_trial(optuna.trial.create_trial(value=1.0, params={}, distributions={}, user_attrs={"noise_of": 0}))
+    with pytest.raises(ValueError):  # what Optuna raises with nothing completed; its callers expect it
+        lone.best_trial
