@@ -69,7 +69,10 @@ def study_note(campaign: CampaignConfig, variant: str, stage: str) -> str:
         f"Campaign **{campaign.name}**, variant **{variant}**, **{stage}** stage: {s.fraction:g} of the training "
         f"split, {s.epochs} epochs per trial, {budget}.",
         f"Objective: validation {campaign.objective.upper()} of each trial's best epoch ({metric_name(campaign)}).",
-        f"Seed noise: the best config re-run with {campaign.noise_seeds} other seed(s) when the stage ends."
+        (f"Seed noise: the best config re-run with up to {campaign.noise_seeds} other seed(s) "
+         f"({campaign.noise_rule} rule). A re-run is a noise measurement: its note says so, and it is never "
+         "the Best Trial shown here (`sarsweep dashboard` serves the storage so; a bare optuna-dashboard "
+         "would count re-runs as trials of the search).")
         if campaign.noise_seeds else "Seed noise: not measured.",
         "",
         "Each trial's config is in its note; its previews are its artifacts (preview-epochNNN.png: input, "
@@ -97,6 +100,9 @@ def note_config(trial: optuna.Trial, config: dict[str, Any]) -> None:
     line that runs off the trial page."""
     from optuna_dashboard import save_note
 
+    from search.campaign.roles import role_of
     from training.config import dump_yaml
 
-    save_note(trial, f"### trial {trial.number}: config\n\n```yaml\n{dump_yaml(config).rstrip()}\n```\n")
+    role = role_of(trial)
+    title = f"trial {trial.number}: " + (f"{role}; config" if role else "config")
+    save_note(trial, f"### {title}\n\n```yaml\n{dump_yaml(config).rstrip()}\n```\n")

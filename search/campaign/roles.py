@@ -49,3 +49,17 @@ def is_promoted(t: HasAttrs) -> bool:
 def reference_of(t: HasAttrs) -> str | None:
     name = t.user_attrs.get(REFERENCE)
     return None if name is None else str(name)
+
+
+def role_of(t: HasAttrs) -> str | None:
+    """What a trial is beyond a point of the search, in words (logs, dashboard notes, the report), or
+    None for a plain trial of the search."""
+    if is_noise(t):
+        return (f"seed re-run {t.user_attrs.get(NOISE_SEED, '?')} of trial {t.user_attrs[NOISE_OF]}: "
+                "a noise measurement, never the best")
+    name = reference_of(t)
+    if name is not None:
+        return f"reference config {name!r}"
+    if is_promoted(t):
+        return f"promoted from quick trial {t.user_attrs[PROMOTED_FROM_TRIAL]}"
+    return None

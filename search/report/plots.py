@@ -7,7 +7,9 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+
+from search.campaign.roles import is_noise
 
 if TYPE_CHECKING:
     from search.report.collect import Report
@@ -24,15 +26,19 @@ def plots(report: Report, artifacts: Path | None = None) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     fig = Figure(figsize=(6, 3.6), dpi=100)
     ax = fig.subplots()
+    reruns_shown = False
     for r in report.results:
-        quick = sorted((t for t in report.studies[r.variant, "quick"].get_trials(deepcopy=False)
-                        if t.state == TrialState.COMPLETE), key=lambda t: t.number)
-        if quick:
-            best, running = [], -math.inf
-            for t in quick:
-                running = max(running, float(t.value))  # type: ignore[arg-type]
-                best.append(running)
-            ax.step([t.number for t in quick], best, where="post", label=r.variant)
+        done = sorted((t for t in report.studies[r.variant, "quick"].get_trials(deepcopy=False)
+                       if t.state == TrialState.COMPLETE), key=lambda t: t.number)
+        steps = best_so_far(done)
+        if steps:
+            line, = ax.step(*zip(*steps, strict=True), where="post", label=r.variant)
+            reruns = [t for t in done if is_noise(t)]
+            if reruns:
+                ax.scatter([t.number for t in reruns], [float(t.value) for t in reruns],  # type: ignore[arg-type]
+                           marker="x", color=line.get_color(), alpha=0.6,
+                           label=None if reruns_shown else "seed re-runs (noise, not the search)")
+                reruns_shown = True
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("quick trial number")
     ax.set_ylabel(f"best val {report.campaign.objective.upper()} so far")
@@ -60,13 +66,27 @@ def plots(report: Report, artifacts: Path | None = None) -> dict[str, bytes]:
     return out
 
 
+def best_so_far(trials: list[FrozenTrial]) -> list[tuple[int, float]]:
+    """(trial number, best value up to it) over a stage's COMPLETE trials in number order, seed
+    re-runs left out: a re-run is a measurement of noise, and its luckier seed never sets the best."""
+    steps, running = [], -math.inf
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state == TrialState.COMPLETE and not is_noise(t):
+            running = max(running, float(t.value))  # type: ignore[arg-type]
+            steps.append((t.number, running))
+    return steps
+
+
 def _winner_preview(report: Report) -> bytes | None:
     chosen = [r.chosen for r in report.results if r.chosen is not None and r.full_best is not None] or \
              [r.chosen for r in report.results if r.chosen is not None]
     if not chosen:
         return None
     winner = max(chosen, key=lambda t: float(t.value))  # type: ignore[arg-type]
-    path = Path(winner.user_attrs.get("checkpoint", "")).with_name("preview.png")
+    recorded = winner.user_attrs.get("checkpoint")
+    if not recorded:  # a trial added by hand, not by a worker: no checkpoint, no preview
+        return None
+    path = Path(recorded).with_name("preview.png")
     return path.read_bytes() if path.is_file() else None
 
 

@@ -242,7 +242,7 @@ def test_a_training_worker_trains_through_a_restart_and_an_outage(pg: Cluster, d
     assert_exact(ts, budget)  # nothing failed, nothing retried
     assert all(sorted(t.intermediate_values) == list(range(1, epochs + 1)) for t in ts)  # no epoch lost
     assert all("preview_artifact" in t.user_attrs for t in ts)  # the background writer's uploads went through
-    assert stdout.count(" complete ") == budget, stdout
+    assert stdout.count(" complete:") == budget, stdout
     figures(test="training_worker_restart_and_outage", recovery_after_restart_s=round(restart_recovery, 2),
             outage_s=4, recovery_after_outage_s=round(outage_recovery, 2), trials=budget, epochs=epochs)
 

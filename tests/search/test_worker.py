@@ -33,10 +33,10 @@ def test_two_workers_share_the_budget_exactly(backend: str, pg_url: str, write_c
     trials = trials_of(url, "t.baseline.quick")
     assert sorted(t.number for t in trials) == list(range(6))
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    ran = sum(o[0].count(" complete ") for o in outputs)
+    ran = sum(o[0].count(" complete:") for o in outputs)
     assert ran == 6
-    lines = [line for o in outputs for line in o[0].splitlines() if " complete " in line]
-    assert all(re.fullmatch(r"trial \d complete value \d+\.\d{4} in \d+\.\d s on cpu", line) for line in lines), lines
+    lines = [line for o in outputs for line in o[0].splitlines() if re.match(r"trial \d+ complete", line)]
+    assert all(re.fullmatch(r"trial \d complete: val PSNR \d+\.\d{2} dB in \d+\.\d s on cpu", line) for line in lines), lines
 
 
 def test_trials_record_metrics_per_epoch_and_a_seed(pg_url: str, write_campaign, tmp_path: Path) -> None:
