@@ -11,6 +11,7 @@ studies themselves: values, and the trials' user attrs. search/report/render.py 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ from search.campaign.roles import (
 from search.campaign.studies import load_stage_study
 from search.policy.best import best_complete
 from search.policy.seeds import Band, band
-from search.policy.verdicts import Agreement, agreement
-from search.report.status import STATES, value_text
+from search.policy.verdicts import Agreement, agreement, below_trivial
+from search.report.status import COUNTED, state_counts, value_text
 from storage.lineage import is_retry, original_number
 
 
@@ -51,6 +52,8 @@ class Promoted:
     reference: str | None = None
     stopped: str | None = None
     """Why the full run was stopped early (full.stop_margin), when it was."""
+    below: str | None = None
+    """Its full run scored below the trivial reference (search.policy.verdicts.below_trivial)."""
 
 
 @dataclass
@@ -128,7 +131,10 @@ class StageCost:
     counts: dict[str, int]
     seconds: float
     lost_seconds: float
+    """Training lost: trials that ended PRUNED or FAIL, and epochs an interruption made train again."""
     devices: list[str]
+    redone_seconds: float = 0.0
+    """Of lost_seconds, the epochs an interruption made train again (after the last checkpoint)."""
 
     @property
     def lost_share(self) -> float:
@@ -166,16 +172,36 @@ def fidelity_of(result: VariantResult) -> Fidelity:
 
 
 def cost_of(variant: str, stage: str, trials: list[FrozenTrial]) -> StageCost:
-    counts = {s.name: sum(1 for t in trials if t.state == s) for s in STATES}
-    seconds = sum(trial_seconds(t) for t in trials)
-    lost = sum(trial_seconds(t) for t in trials if t.state in (TrialState.PRUNED, TrialState.FAIL))
+    """What a stage's trials cost, each epoch counted once: a retry that resumed an interrupted trial
+    holds the epochs it resumed (from the checkpoint's history) beside its own. Lost: every epoch
+    of a trial that ended PRUNED or FAIL, and an interrupted epoch that had to be trained again."""
+    chains: dict[int, list[FrozenTrial]] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        chains.setdefault(original_number(t), []).append(t)
+    seconds = lost = redone = 0.0
+    for chain in chains.values():
+        trained: dict[int, float] = {}  # epoch -> the seconds of its last training
+        for t in chain:
+            for e in t.user_attrs.get("epochs", []):
+                epoch, took = int(e.get("epoch", 0)), round(float(e.get("seconds", 0.0)), 3)
+                if trained.get(epoch) == took:
+                    continue  # resumed from the checkpoint, not trained again
+                if epoch in trained:
+                    redone += trained[epoch]
+                seconds += took
+                trained[epoch] = took
+        if chain[-1].state in (TrialState.PRUNED, TrialState.FAIL):
+            lost += sum(trained.values())
     devices = sorted({e["device"] for t in trials for e in t.user_attrs.get("epochs", []) if "device" in e})
-    return StageCost(variant, stage, counts, seconds, lost, devices)
+    return StageCost(variant, stage, state_counts(trials), seconds, lost + redone, devices, redone)
 
 
-def collect(storage: RDBStorage, campaign: CampaignConfig) -> Report:
+def collect(storage: RDBStorage, campaign: CampaignConfig, say: Callable[[str], None] | None = None) -> Report:
+    """Everything the report says, read from the studies (`say` hears of each variant read)."""
     results, costs, studies = [], [], {}
-    for variant in campaign.variants:
+    for i, variant in enumerate(campaign.variants, 1):
+        if say is not None:
+            say(f"reading {variant}'s studies ({i}/{len(campaign.variants)})")
         trials = {}
         for stage in STAGES:
             studies[variant, stage] = load_stage_study(storage, campaign, variant, stage)
@@ -217,21 +243,33 @@ def references_of(quick: list[FrozenTrial], promoted: list[Promoted]) -> list[Re
 
 
 def score_held_out(report: Report, artifacts: Path, data: str, include: list[str] | None = None,
-                   label: str | None = None) -> None:
+                   label: str | None = None, say: Callable[[str], None] | None = None) -> None:
     """Score each variant's chosen config (its best.pt) on the same held-out rasters, as `sarsweep
     evaluate` does. The validation split picked the configs and their best epochs, so their
-    validation figures flatter them; data outside it is the fair comparison."""
+    validation figures flatter them; data outside it is the fair comparison. `say` hears of each
+    variant as its scoring starts and ends (a variant takes seconds to minutes)."""
+    import time
+
     from errors import CheckpointError
     from search.campaign.export import trial_checkpoint
     from training.evaluate import evaluate
 
     scores = {}
-    for r in report.results:
+    chosen = [r for r in report.results if r.chosen is not None]
+    for i, r in enumerate(chosen, 1):
         if r.chosen is not None:
             stage = "full" if r.full_best else "quick"
             try:
                 path = trial_checkpoint(report.campaign, r.variant, stage, r.chosen, artifacts)
+                if say is not None:
+                    say(f"held-out: scoring {r.variant} ({i}/{len(chosen)}), {stage} trial #{r.chosen.number}'s "
+                        f"best.pt on {label or data}")
+                started = time.perf_counter()
                 scores[r.variant] = evaluate(path, data=data, include=include)
+                if say is not None:
+                    e = scores[r.variant]
+                    say(f"held-out: {r.variant} scored: PSNR {e.psnr:.2f} dB on {e.patches:,} patches "
+                        f"({time.perf_counter() - started:.0f} s)")
                 if label is not None:  # a folder of sarsweep's own (the demo's generated scenes): said in words
                     scores[r.variant].data = label
             except CheckpointError as exc:  # one lost best.pt: the others still compare, and the cell says why
@@ -274,21 +312,25 @@ def _promoted(t: FrozenTrial, full: list[FrozenTrial]) -> Promoted:
         p.full_value = float(final.value)  # type: ignore[arg-type]
         p.full_psnr = final.user_attrs.get("val_psnr")
         p.full_ssim = final.user_attrs.get("val_ssim")
+        p.below = below_trivial(final.user_attrs)
     return p
 
 
 def summary_line(report: Report) -> str:
     """One line: trials, states, training time, share lost, the overall winner."""
-    total = {s.name: sum(c.counts[s.name] for c in report.costs) for s in STATES}
+    total = {name: sum(c.counts[name] for c in report.costs) for name in COUNTED}
     seconds = sum(c.seconds for c in report.costs)
     lost = sum(c.lost_seconds for c in report.costs)
     devices = sorted({d for c in report.costs for d in c.devices})
     chosen = [(r.chosen, r.variant, "full" if r.full_best else "quick") for r in report.results if r.chosen]
     best = max(chosen, key=lambda x: (x[2] == "full", float(x[0].value))) if chosen else None  # type: ignore[arg-type]
     head = (f"{report.campaign.name}: {sum(total.values())} trials ({total['COMPLETE']} complete, "
-            f"{total['PRUNED']} pruned, {total['FAIL']} failed, {total['RUNNING']} running, "
+            f"{total['PRUNED']} pruned, {total['FAIL']} failed, "
+            + (f"{total['INTERRUPTED']} interrupted and resumed, " if total["INTERRUPTED"] else "")
+            + f"{total['RUNNING']} running, "
             f"{total['WAITING']} waiting), {seconds:.0f} s training on {', '.join(devices) or '-'}, "
-            f"{100 * lost / seconds if seconds else 0:.0f} % of it on pruned/failed trials")
+            f"{100 * lost / seconds if seconds else 0:.0f} % of it lost to pruned/failed trials"
+            + (" and interrupted epochs" if any(c.redone_seconds for c in report.costs) else ""))
     if best:
         value = value_text(float(best[0].value), report.campaign.objective)  # type: ignore[arg-type]
         head += f"; best: {best[1]} {best[2]} #{best[0].number} {value}"

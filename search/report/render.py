@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,10 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
 from search.campaign.config import CampaignConfig
-from search.policy.verdicts import beside_noise
+from search.policy.verdicts import below_trivial, beside_noise
 from search.report.collect import Report, VariantResult, collect, held_out_sentence, score_held_out, summary_line
 from search.report.plots import plots
-from search.report.status import STATES, value_text
+from search.report.status import COUNTED, value_text
 from training.files import atomic_write, ensure_writable
 
 CONFIG_KEYS = ("lr", "warmup_epochs", "grad_clip", "base_channels", "optimizer", "weight_decay")
@@ -52,7 +53,8 @@ def vs_trivial(t: FrozenTrial | None) -> str:
     if t is None or "trivial_psnr" not in t.user_attrs:
         return "-"
     trivial = float(t.user_attrs["trivial_psnr"])
-    return f"{float(t.user_attrs['val_psnr']) - trivial:+.2f} dB (trivial {trivial:.2f})"
+    mark = " BELOW" if below_trivial(t.user_attrs) else ""
+    return f"{float(t.user_attrs['val_psnr']) - trivial:+.2f} dB{mark} (trivial {trivial:.2f})"
 
 
 def vs_runner_up(r: VariantResult, digits: int) -> str:
@@ -95,8 +97,8 @@ COMPARISON_HEAD = ["variant", "parameters", "best quick PSNR / SSIM", "best full
                    "trial", "chosen vs trivial", "winner vs runner-up", "quick winner vs references"]
 PROMOTED_HEAD = ["variant", "quick trial", "quick value", "full trial", "state", "full PSNR", "full SSIM", "why"]
 NOISE_HEAD = ["variant", "stage", "config re-run", "values over its seeds", "noise band"]
-COST_HEAD = ["variant", "stage", "complete", "pruned", "failed", "running", "waiting", "train s",
-             "lost to pruned/failed", "device"]
+COST_HEAD = ["variant", "stage", "complete", "pruned", "failed", "interrupted", "running", "waiting", "train s",
+             "lost to pruned/failed/redone", "device"]
 
 
 def comparison_rows(report: Report) -> list[list[str]]:
@@ -136,7 +138,7 @@ def promoted_rows(report: Report) -> list[list[str]]:
             rows.append([r.variant, f"#{p.quick_trial}", _num(p.quick_value, ".4f"), f"#{p.full_trial}",
                          p.state.lower(), _num(p.full_psnr), _num(p.full_ssim, ".4f"),
                          why + (f" (reference {p.reference})" if p.reference else "")
-                         + (f"; {p.stopped}" if p.stopped else "")])
+                         + (f"; {p.stopped}" if p.stopped else "") + (f"; {p.below}" if p.below else "")])
     return rows
 
 
@@ -151,7 +153,7 @@ def noise_rows(report: Report) -> list[list[str]]:
 
 
 def cost_rows(report: Report) -> list[list[str]]:
-    return [[c.variant, c.stage, *(str(c.counts[s.name]) for s in STATES), f"{c.seconds:.0f}",
+    return [[c.variant, c.stage, *(str(c.counts[name]) for name in COUNTED), f"{c.seconds:.0f}",
              f"{100 * c.lost_share:.0f} %", ", ".join(c.devices) or "-"] for c in report.costs]
 
 
@@ -189,8 +191,7 @@ def answer_lines(report: Report) -> list[str]:
         keys = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in t.params.items())
         trivial = t.user_attrs.get("trivial_psnr")
         beside = f" (trivial reference {trivial:.2f} dB)" if objective == "psnr" and trivial is not None else ""
-        below = " - BELOW the trivial reference" if objective == "psnr" and trivial is not None and \
-            float(t.value) < float(trivial) else ""
+        below = f" - {below_trivial(t.user_attrs)}" if below_trivial(t.user_attrs) else ""
         lines.append(f"- **{r.variant}**: {stage} #{t.number}, {value_text(float(t.value), objective)}{beside}"
                      f"{below}; {keys}")
     if len(chosen) >= 2:
@@ -266,17 +267,17 @@ def to_html(report: Report, pngs: dict[str, bytes]) -> str:
 
 def write_report(storage: RDBStorage, campaign: CampaignConfig, markdown: Path, html_path: Path | None,
                  held_out: tuple[Path, str, list[str] | None] | None = None,
-                 held_out_label: str | None = None) -> Report:
+                 held_out_label: str | None = None, say: Callable[[str], None] | None = None) -> Report:
     """held_out: (artifacts root, data folder, include globs) to score the chosen configs on, and
-    `held_out_label`: how to name that folder (else its path).
+    `held_out_label`: how to name that folder (else its path). `say` hears what it is doing.
 
     The output folders are checked first, so a wrong -o is one line before any work; every file
     is written whole or not at all (atomic_write)."""
     for folder in {markdown.parent, *([html_path.parent] if html_path else [])}:
         ensure_writable(folder)
-    report = collect(storage, campaign)
+    report = collect(storage, campaign, say)
     if held_out is not None:
-        score_held_out(report, *held_out, label=held_out_label)
+        score_held_out(report, *held_out, label=held_out_label, say=say)
     pngs = plots(report)
     images = {}
     for title, data in pngs.items():

@@ -19,11 +19,37 @@ from search.campaign.config import STAGES, CampaignConfig
 from search.campaign.studies import load_stage_study
 from search.policy.best import best_complete
 from search.policy.stages import stage_progress
+from search.policy.verdicts import below_trivial
+from storage.lineage import original_number
 from storage.optuna_internals import study_id, trial_id
 from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of
+from storage.workers import REFRESH, IdleNote, idle_notes
 
 STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
+COUNTED = ["COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING"]
+"""What status and the report count trials by: Optuna's states, with FAIL split in two. FAIL is a
+trial that failed (its config, or retries used up); INTERRUPTED one whose worker stopped (a signal,
+lost heartbeats, a full disk) and that a later trial retries from its last checkpoint."""
+
+
+def interrupted(trials: list[FrozenTrial]) -> set[int]:
+    """The FAILed trials a later trial retries: their work goes on from their last checkpoint, so
+    they are interruptions, not failures (storage.trials: a config's own failure is never retried)."""
+    last: dict[int, int] = {}
+    for t in trials:
+        last[original_number(t)] = max(last.get(original_number(t), -1), t.number)
+    return {t.number for t in trials if t.state == TrialState.FAIL and last[original_number(t)] > t.number}
+
+
+def state_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Trials by COUNTED: Optuna's state, an interrupted trial as INTERRUPTED rather than FAIL."""
+    stopped = interrupted(trials)
+    counts = {name: 0 for name in COUNTED}
+    for t in trials:
+        if t.state.name in counts:
+            counts["INTERRUPTED" if t.number in stopped else t.state.name] += 1
+    return counts
 
 
 @dataclass
@@ -53,9 +79,13 @@ class StageStatus:
     best_value: float | None = None
     best_trial: int | None = None
     best_params: dict[str, Any] = field(default_factory=dict)
+    best_below: str | None = None
+    """The best trial scored below the trivial reference (search.policy.verdicts.below_trivial)."""
     budget: int | None = None
     running: list[RunningTrial] = field(default_factory=list)
     left: Left | None = None
+    idle: list[IdleNote] = field(default_factory=list)
+    """Workers alive that serve this stage and wait (storage.workers), each with what for."""
 
 
 def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str) -> StageStatus:
@@ -64,11 +94,12 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     except StudyError:
         return StageStatus(variant, stage, exists=False)
     trials = study.get_trials(deepcopy=False)
-    counts = {s.name: sum(1 for t in trials if t.state == s) for s in STATES}
+    counts = state_counts(trials)
     status = StageStatus(variant, stage, True, counts, budget=study.user_attrs.get("budget"))
     best = best_complete(trials)
     if best is not None:
         status.best_value, status.best_trial, status.best_params = best.value, best.number, best.params
+        status.best_below = below_trivial(best.user_attrs)
     running = [t for t in trials if t.state == TrialState.RUNNING]
     if running:
         ages = heartbeat_ages(storage, study_id(study))
@@ -83,6 +114,7 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
                 None if started is None else max(0.0, (now - started).total_seconds()), ages.get(trial_id(t)),
                 _mean([e.get("seconds") for e in epochs]),
             ))
+    status.idle = idle_notes(storage, study_id(study), heartbeat_of(storage)[1] + REFRESH)
     budget = campaign.quick_budget() if stage == "quick" else None
     progress = stage_progress(trials, budget, campaign.noise_seeds, stage, campaign.noise_rule)
     to_start = progress.waiting + progress.unclaimed + progress.noise
@@ -144,12 +176,13 @@ def time_left(trials: list[FrozenTrial], running: list[RunningTrial], to_start: 
 
 
 def render_left(row: StageStatus) -> str:
-    """'done', '-' (nothing to run yet), 'no worker', '?' (no epoch timed yet) or '~1h05m'."""
+    """'done', '-' (nothing to run yet), 'no worker', 'waiting' (workers serve it, idle: see
+    render_idle), '?' (no epoch timed yet) or '~1h05m'."""
     left = row.left
     if left is None or left.trials == 0:
         return "done" if sum(row.counts.values()) else "-"
     if left.workers == 0:
-        return "no worker"
+        return "waiting" if row.idle else "no worker"
     return "?" if left.seconds is None else "~" + duration(left.seconds)
 
 
@@ -163,7 +196,8 @@ def _fmt(value: Any) -> str:
 
 
 def render(rows: list[StageStatus], objective: str) -> str:
-    head = (f"{'variant':<12} {'stage':<6} {'done':>4} {'pruned':>6} {'failed':>6} {'running':>7} {'waiting':>7}"
+    head = (f"{'variant':<12} {'stage':<6} {'done':>4} {'pruned':>6} {'failed':>6} {'interrupted':>11} "
+            f"{'running':>7} {'waiting':>7}"
             f" {'left':>9}  best {objective:<6} params")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -173,7 +207,10 @@ def render(rows: list[StageStatus], objective: str) -> str:
         c = r.counts
         best = f"#{r.best_trial} {value_text(r.best_value, objective)}" if r.best_value is not None else "-"
         params = " ".join(f"{k}={_fmt(v)}" for k, v in r.best_params.items())
+        if r.best_below:
+            params += f"  ({r.best_below})"
         lines.append(f"{r.variant:<12} {r.stage:<6} {c['COMPLETE']:>4} {c['PRUNED']:>6} {c['FAIL']:>6} "
+                     f"{c.get('INTERRUPTED', 0):>11} "
                      f"{c['RUNNING']:>7} {c['WAITING']:>7} {render_left(r):>9}  {best:<11} {params}")
     return "\n".join(lines)
 
@@ -211,6 +248,19 @@ def render_running(rows: list[StageStatus], grace_period: float) -> str:
     return "\n".join(lines)
 
 
+def render_idle(rows: list[StageStatus]) -> str:
+    """Each idle worker once, with what it waits for; '' when none waits."""
+    seen: dict[str, IdleNote] = {}
+    for r in rows:
+        for note in r.idle:
+            seen.setdefault(note.worker, note)
+    if not seen:
+        return ""
+    lines = ["idle workers (alive, nothing to claim now; they go on when it comes):"]
+    lines += [f"  {n.worker} (said {duration(n.age)} ago): {n.why}" for n in seen.values()]
+    return "\n".join(lines)
+
+
 def to_json(campaign: CampaignConfig, rows: list[StageStatus], grace_period: float) -> dict[str, Any]:
     """What the tables say, for scripts: per variant and stage the counts, best trial, estimate
     and running trials (seconds as numbers; `stale` judged against `grace_period`)."""
@@ -222,12 +272,13 @@ def to_json(campaign: CampaignConfig, rows: list[StageStatus], grace_period: flo
             stage.update(
                 counts=r.counts,
                 best=None if r.best_trial is None else {"trial": r.best_trial, "value": r.best_value,
-                                                        "params": r.best_params},
+                                                        "params": r.best_params, "below_trivial": r.best_below},
                 left=None if left is None else {"trials": left.trials, "workers": left.workers,
                                                 "seconds": left.seconds, "says": render_left(r)},
                 running=[{"trial": t.number, "worker": t.worker, "epochs_done": t.epochs_done, "epochs": t.epochs,
                           "seconds": t.seconds, "heartbeat_age": t.beat_age,
                           "stale": t.stale(grace_period)} for t in r.running],
+                idle_workers=[{"worker": n.worker, "waits_for": n.why, "said_seconds_ago": n.age} for n in r.idle],
             )
         stages.append(stage)
     return {"campaign": campaign.name, "objective": campaign.objective, "grace_period": grace_period,
@@ -242,5 +293,5 @@ def waiting_promotions(rows: list[StageStatus]) -> int:
     return sum(r.counts.get("WAITING", 0) for r in rows if r.stage == "full" and r.exists)
 
 
-__all__ = ["Left", "RunningTrial", "StageStatus", "campaign_status", "render", "render_left", "render_running",
+__all__ = ["COUNTED", "Left", "interrupted", "state_counts", "RunningTrial", "StageStatus", "campaign_status", "render", "render_idle", "render_left", "render_running",
            "stage_status", "time_left", "to_json", "waiting_promotions"]

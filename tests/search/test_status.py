@@ -19,10 +19,11 @@ def test_status_shows_states_and_best(pg_url: str, write_campaign, tmp_path: Pat
     done = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     rows = {tuple(line.split()[:2]): line.split() for line in done.stdout.splitlines() if line.startswith("baseline")}
-    assert rows[("baseline", "quick")][2] == "3" and rows[("baseline", "full")][6] == "2"
+    assert rows[("baseline", "quick")][2] == "3" and rows[("baseline", "full")][7] == "2"
+    assert rows[("baseline", "quick")][4:6] == ["0", "0"]  # failed, interrupted
     best = max(trials_of(pg_url, "t.baseline.quick"), key=lambda t: t.value)
-    assert rows[("baseline", "quick")][7:9] == ["done", f"#{best.number}"]
-    assert rows[("baseline", "full")][7:9] == ["no", "worker"]  # 2 promoted configs wait for a worker
+    assert rows[("baseline", "quick")][8:10] == ["done", f"#{best.number}"]
+    assert rows[("baseline", "full")][8:10] == ["no", "worker"]  # 2 promoted configs wait for a worker
     lines = done.stdout.strip().splitlines()
     assert lines[-2] == "promotions waiting for full-stage workers: 2"
     assert lines[-1].startswith("t: 5 trials (3 complete, 0 pruned, 0 failed, 0 running, 2 waiting)")
@@ -103,3 +104,73 @@ def test_status_before_init_says_so(write_campaign, tmp_path: Path) -> None:
     done = run_cli("status", "--campaign", campaign, "--storage", f"sqlite:///{tmp_path / 'e.db'}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("(no study yet: run `sarsweep init`)") == 2
+
+
+def test_an_interrupted_trial_is_counted_apart_from_failures_and_its_resumed_epochs_once() -> None:
+    """A trial whose worker was stopped (or lost its heartbeats) and that a later trial resumes is
+    INTERRUPTED, not FAIL; its epochs count once (the retry holds the ones it resumed), and only an
+    epoch trained again is lost."""
+    from search.report.collect import cost_of
+    from search.report.status import state_counts
+
+    def trial(number: int, state: TrialState, seconds: list[float], retries: int | None = None,
+              **attrs: object) -> optuna.trial.FrozenTrial:
+        epochs = [{"epoch": i + 1, "seconds": s, "device": "cpu"} for i, s in enumerate(seconds)]
+        made = optuna.trial.create_trial(
+            state=state, value=1.0 if state == TrialState.COMPLETE else None, params={}, distributions={},
+            user_attrs={"epochs": epochs, **attrs}, system_attrs={} if retries is None else {"failed_trial": retries})
+        made.number = number
+        return made
+
+    trials = [
+        trial(0, TrialState.FAIL, [10, 10], fail_kind="signal"),            # SIGTERM after epoch 2
+        trial(1, TrialState.COMPLETE, [10, 10, 12, 12], retries=0),         # resumed epochs 1-2, trained 3-4
+        trial(2, TrialState.FAIL, [5], fail_kind="trial"),                  # its config failed: never retried
+        trial(3, TrialState.PRUNED, [7]),
+        trial(4, TrialState.FAIL, [9, 9]),                                  # heartbeats lost after epoch 2
+        trial(5, TrialState.RUNNING, [9, 8.5], retries=4),                  # its checkpoint held epoch 1 only
+    ]
+    assert state_counts(trials) == {"COMPLETE": 1, "PRUNED": 1, "FAIL": 1, "INTERRUPTED": 2, "RUNNING": 1,
+                                    "WAITING": 0}
+    cost = cost_of("baseline", "quick", trials)
+    assert cost.seconds == 44 + 5 + 7 + 26.5  # each epoch once, the retrained one twice
+    assert cost.redone_seconds == 9 and cost.lost_seconds == 5 + 7 + 9
+
+
+def test_status_names_what_an_idle_worker_waits_for(pg_url: str, write_campaign, tmp_path: Path) -> None:
+    """A full-stage worker started before any quick trial ran is alive and waits: status says
+    "waiting" (not "no worker") for its stage, names the worker and why; once it leaves, nothing."""
+    from conftest import start_cli
+
+    path = write_campaign(quick={"trials": 1})
+    assert run_cli("init", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path).returncode == 0
+    worker = start_cli("worker", "--campaign", str(path), "--storage", pg_url, "--stage", "full", "--poll", "0.3",
+                       "--artifacts", str(tmp_path / "art"), cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    try:
+        assert worker.stdout is not None
+        said = [worker.stdout.readline() for _ in range(3)]
+        assert said[-1].startswith("waiting: t.baseline.full waits for its quick stage to end"), said
+        done = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+        as_json = json.loads(run_cli("status", "--campaign", str(path), "--storage", pg_url, "--json",
+                                     cwd=tmp_path).stdout)
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=60)
+    assert done.returncode == 0, done.stderr
+    name = next(line for line in said if line.startswith("worker ")).split()[1]
+    assert f"  {name} (said " in done.stdout and "t.baseline.full waits for its quick stage to end" in done.stdout
+    quick = next(line for line in done.stdout.splitlines() if line.startswith("baseline") and " quick " in line)
+    assert quick.split()[8:10] == ["no", "worker"]  # it has work, and no worker serves it
+    full = next(s for s in as_json["stages"] if s["stage"] == "full")
+    quick_json = next(s for s in as_json["stages"] if s["stage"] == "quick")
+    assert [w["worker"] for w in full["idle_workers"]] == [name] and quick_json["idle_workers"] == []
+    # A stage with work left, nothing running, and an idle worker that serves it (waiting, say, for
+    # its seed re-runs to come due) is "waiting", not "no worker".
+    from search.report.status import Left, StageStatus, render_left
+    from storage.workers import IdleNote
+
+    row = StageStatus("baseline", "quick", True, {"COMPLETE": 3}, left=Left(2, 0, None))
+    assert render_left(row) == "no worker"
+    assert render_left(dataclasses.replace(row, idle=[IdleNote(name, "why", 1.0)])) == "waiting"
+    after = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+    assert "idle workers" not in after.stdout and name not in after.stdout
