@@ -21,7 +21,14 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from search.report.collect import collect, summary_line
-    from search.report.status import campaign_status, render, render_running, to_json, waiting_promotions
+    from search.report.status import (
+        campaign_status,
+        render,
+        render_idle,
+        render_running,
+        to_json,
+        waiting_promotions,
+    )
     from storage.rdb import heartbeat_of
 
     campaign = load_campaign_of(args)
@@ -34,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     running = render_running(rows, heartbeat_of(storage)[1])
     if running:
         print(running)
+    idle = render_idle(rows)
+    if idle:
+        print(idle)
     print(f"promotions waiting for full-stage workers: {waiting_promotions(rows)}")
     if all(r.exists for r in rows):  # before `init` there is nothing to summarise
         print(summary_line(collect(storage, campaign)))

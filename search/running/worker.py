@@ -15,6 +15,7 @@ running trial and queues a retry of it (which resumes from its checkpoint), then
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import sys
@@ -33,9 +34,10 @@ from search.campaign.config import STAGES, CampaignConfig
 from search.running.disk import check_writable
 from search.running.signals import WorkerStopped, handled, raise_if_stopped, stop_on_signals
 from search.running.source import CampaignSource, Claimed, Hooks, served_studies
-from storage.optuna_internals import trial_id
+from storage.optuna_internals import study_id, trial_id
 from storage.rdb import ResilientRDBStorage, heartbeat_of
 from storage.trials import FailKind, fail, heartbeat, reaper_thread, retry_later, still_running, tell
+from storage.workers import IdleNotes
 
 if TYPE_CHECKING:
     from search.running.promote import Promotion
@@ -125,10 +127,12 @@ def _free_cuda_memory() -> None:
 
 
 def serve(source: Source, storage: ResilientRDBStorage, before_claim: Callable[[], None] | None = None,
-          on_wait: Callable[[str], None] | None = None, poll: float = 10.0) -> WorkerSummary:
+          on_wait: Callable[[str], None] | None = None, poll: float = 10.0,
+          on_busy: Callable[[], None] | None = None) -> WorkerSummary:
     """claim -> run with heartbeats -> tell, until the source has nothing left or a signal stops
     the worker (its running trial is then queued for retry). While the source has nothing to
-    claim now but says why more will come, wait `poll` seconds and look again."""
+    claim now but says why more will come, wait `poll` seconds and look again (`on_wait` hears
+    why; `on_busy` that a trial was claimed)."""
     summary = WorkerSummary(source.serves)
     # Reap the studies on a timer too: a dead peer's trial is retried while this worker trains.
     with stop_on_signals(), reaper_thread(source.studies, heartbeat_of(storage)[1]):
@@ -147,6 +151,8 @@ def serve(source: Source, storage: ResilientRDBStorage, before_claim: Callable[[
                         on_wait(why)
                     time.sleep(poll)
                     continue
+                if on_busy is not None:
+                    on_busy()
                 state = run_one(claimed.study, storage, claimed.trial, claimed.objective)
             except WorkerStopped as stop:
                 handled()
@@ -167,6 +173,7 @@ def run_campaign_worker(storage: ResilientRDBStorage, campaign: CampaignConfig, 
                         threads: int | None = None, poll: float = 10.0, hooks: Hooks | None = None,
                         create_study: bool = False, one_study: bool = False) -> WorkerSummary:
     """Serve the campaign's studies (narrowed to `variants` and `stages`) until they are done."""
+    from search.running.trial import worker_name
     from training.inference import resolve_device
     from training.threads import register
 
@@ -176,7 +183,19 @@ def run_campaign_worker(storage: ResilientRDBStorage, campaign: CampaignConfig, 
     served = served_studies(campaign, variants or list(campaign.variants), stages or list(STAGES))
     source = CampaignSource(storage, campaign, served, artifacts, device, worker_index, progress, threads, hooks,
                             create_study, one_study)
-    return serve(source, storage, lambda: check_writable(artifacts), hooks.on_wait, poll)
+    # What it waits for, where `sarsweep status` reads it (storage.workers).
+    notes = IdleNotes(storage, [study_id(s) for s in source.studies], worker_name())
+
+    def waiting(why: str) -> None:
+        notes.say(why)
+        if hooks.on_wait is not None:
+            hooks.on_wait(why)
+
+    try:
+        return serve(source, storage, lambda: check_writable(artifacts), waiting, poll, lambda: notes.say(None))
+    finally:
+        with contextlib.suppress(Exception):  # leaving: a note it cannot clear ages out of status
+            notes.say(None)
 
 
 def run_worker(
