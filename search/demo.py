@@ -125,7 +125,8 @@ def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None
     report = write_report(storage, campaign, out.with_name("report.md"), out.with_name("report.html"),
                           held_out=(artifacts, str(held_out_scenes(campaign)), ["*.npy"]),
                           held_out_label=f"12 generated synthetic scenes of seed "
-                                         f"{campaign.train.data.synthetic.seed + 1} (no trial saw them)")
+                                         f"{campaign.train.data.synthetic.seed + 1} (no trial saw them)",
+                          say=lambda line: print(f"report: {line}", flush=True))
     print(summary_line(report))
     for line in held_out_lines(report):
         print(line)

@@ -24,6 +24,8 @@ def add(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from search.report.collect import held_out_lines, summary_line
     from search.report.render import write_report
     from storage import artifacts_root
@@ -35,7 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if args.held_out:
         require_dir(args.held_out, "--held-out")
         held_out = (artifacts_root(args.artifacts), args.held_out, args.held_out_include)
-    report = write_report(open_storage_of(args, "report"), campaign, Path(args.output), html_path, held_out)
+    def say(line: str) -> None:  # what it is doing, on stderr: stdout keeps the results for scripts
+        print(f"report: {line}", file=sys.stderr, flush=True)
+
+    report = write_report(open_storage_of(args, "report"), campaign, Path(args.output), html_path, held_out,
+                          say=say)
     print(summary_line(report))
     for line in held_out_lines(report):
         print(line)
