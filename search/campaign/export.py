@@ -18,6 +18,7 @@ from search.campaign.config import CampaignConfig
 from search.campaign.roles import PROMOTED_FROM_STUDY, PROMOTED_FROM_TRIAL
 from search.campaign.studies import load_stage_study
 from search.policy.best import best_complete
+from search.policy.verdicts import below_trivial
 from storage import trial_dir
 from storage.lineage import original_number
 from training.config import TrainConfig, dump_yaml, with_absolute_root
@@ -86,6 +87,8 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
         f"SSIM {a.get('val_ssim', float('nan')):.4f}, {a.get('param_count', 0):,} parameters",
         f"data fraction {cfg.fraction}, {cfg.epochs} epochs, seed {cfg.seed}"
         + (f", {cfg.threads} CPU thread(s)" if cfg.threads else "") + lineage,
+        *([f"WARNING: {below_trivial(a)} (each patch's mean as its reconstruction): this config learned "
+           "less than nothing; look at the report before training it"] if below_trivial(a) else []),
         f"sarsweep {_version('sarsweep')}, optuna {optuna.__version__}, exported {stamp}",
         f"data: {where}" + (": made again from their seed on any machine" if root is None
                               else ", absolute: it retrains from any folder"),

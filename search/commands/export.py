@@ -22,12 +22,19 @@ def add(commands: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from search.campaign.export import export_trial
+    from search.policy.verdicts import below_trivial
 
     campaign = load_campaign_of(args)
     variants_of(campaign, args.variant)
     path, study, trial = export_trial(open_storage_of(args, "export"), campaign, args.variant, Path(args.output),
                                       stage=args.stage, number=args.trial)
     print(f"exported {study.study_name} trial {trial.number} (value {trial.value:.4f}) to {path}")
+    below = below_trivial(trial.user_attrs)
+    if below:
+        print(f"sarsweep: warning: trial {trial.number} scored {below}: it learned less than each patch's mean "
+              "(the header of the file says so too)", file=sys.stderr)
     print(f"retrain it with: sarsweep train --config {path}")
     return 0

@@ -22,6 +22,16 @@ MIN_CONFIGS = 5
 EXACT_UP_TO = 8
 
 
+def below_trivial(attrs: dict[str, object]) -> str | None:
+    """'BELOW the trivial reference: 13.56 dB against 16.02 dB', for a trial whose val PSNR is under
+    each patch's mean taken as its reconstruction (its `val_psnr` and `trivial_psnr` user attrs),
+    else None. Such a config learned less than nothing; every view that shows it says so."""
+    psnr, trivial = attrs.get("val_psnr"), attrs.get("trivial_psnr")
+    if not isinstance(psnr, (int, float)) or not isinstance(trivial, (int, float)) or psnr >= trivial:
+        return None
+    return f"BELOW the trivial reference: {psnr:.2f} dB against {trivial:.2f} dB"
+
+
 def _ranks(values: list[float]) -> np.ndarray:
     from scipy.stats import rankdata
 

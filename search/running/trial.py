@@ -28,6 +28,7 @@ from search.campaign.dashboard import note_config
 from search.campaign.roles import NOISE_OF, NOISE_SEED, STOPPED_BEATEN
 from search.campaign.studies import derived_seed, sample_params
 from search.policy.stopping import stop_reason
+from search.policy.verdicts import below_trivial
 from search.running.signals import raise_if_stopped
 from storage import trial_dir
 from storage.lineage import original_number
@@ -160,6 +161,9 @@ def run_trial(trial: Trial, ctx: TrialContext) -> float:
     trial.set_user_attr("val_ssim", result.best_ssim)
     trial.set_user_attr("trivial_psnr", round(result.trivial_psnr, 4))  # each patch's mean: the reference
     trial.set_user_attr("trivial_ssim", round(result.trivial_ssim, 5))
+    below = below_trivial({"val_psnr": result.best_psnr, "trivial_psnr": result.trivial_psnr})
+    if below:  # shown among its user attrs on the dashboard
+        trial.set_user_attr("below_trivial", below)
     trial.set_user_attr("best_epoch", result.best_epoch)
     trial.set_user_attr("param_count", result.params)
     trial.set_user_attr("device", result.device)
