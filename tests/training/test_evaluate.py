@@ -188,3 +188,20 @@ def test_a_sentinel1_model_scored_per_file_on_terrasarx_renderings(trained: Path
     assert sum(f["patches"] for f in figures["files"]) == figures["patches"] > 0
     for row in figures["files"]:
         assert f"{row['psnr']:.2f}" in done.stdout
+
+
+def test_train_and_evaluate_count_the_validation_files_alike(s1: Path, tmp_path: Path) -> None:
+    """With data.val_max_patches keeping a subset, training said "256 validation patches from 324
+    files" (the split's files) where evaluate said "256 patches from 189 file(s)" (the files they
+    come from): both now count the files the scored patches come from."""
+    from training.data import describe_split, load_data
+
+    data = {"root": str(s1), "include": ["*/Patch/*.tif"], "patch_size": 16, "val_max_patches": 12}
+    cfg = TrainConfig.from_dict(tiny_config_dict(tmp_path / "run", epochs=1, data=data))
+    split = load_data(cfg.data, cfg.fraction)
+    line = describe_split(split, cfg.data, cfg.fraction)
+    result = evaluate(train(cfg, progress=False).best_path)
+    assert result.patches == len(split.val) == 12
+    assert len(result.files) == split.val_patch_files < len(split.val_files)
+    assert f"from {len(result.files)} of the {len(split.val_files)} files held for validation" in line, line
+    assert f"(a fixed 12 of {split.total_val_patches:,}, data.val_max_patches)" in line

@@ -69,6 +69,11 @@ class SplitData:
     """Patches left out for more no-data pixels than data.max_nodata (both splits)."""
     across_tiles: int = 0
     """Windows left out for crossing a tile border (split: tiles)."""
+    val_patch_files: int | None = None
+    """Files (or tiles) the validation patches come from: fewer than val_files when data.val_max_patches
+    keeps a subset. What `sarsweep evaluate` counts on the same split (None: as val_files)."""
+    total_val_patches: int | None = None
+    """Validation-split patches before data.val_max_patches (None: as val)."""
     _resident: dict[str, tuple[Any, torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False, compare=False)
 
@@ -317,6 +322,8 @@ def split(prepared: PreparedData, cfg: DataConfig, fraction: float) -> SplitData
         total_train_patches=len(train_idx),
         nodata_dropped=prepared.nodata_dropped,
         across_tiles=prepared.across_tiles,
+        val_patch_files=len(np.unique(prepared.patch_file[val_idx])),
+        total_val_patches=int(np.isin(prepared.patch_file, val_files).sum()),
     )
 
 
@@ -328,8 +335,13 @@ def describe_split(data: SplitData, cfg: DataConfig, fraction: float) -> str:
 
     source = groups(len(data.train_files))
     source = f"({fraction:g} of {data.total_train_patches:,} from {source})" if fraction < 1 else f"from {source}"
-    line = (f"data: {len(data.train):,} training patches {source}, "
-            f"{len(data.val):,} validation patches from {groups(len(data.val_files))}")
+    used = data.val_patch_files if data.val_patch_files is not None else len(data.val_files)
+    val = f"{len(data.val):,} validation patches"
+    if data.total_val_patches is not None and data.total_val_patches > len(data.val):  # data.val_max_patches
+        val += f" (a fixed {len(data.val):,} of {data.total_val_patches:,}, data.val_max_patches)"
+    val += (f" from {groups(used)}" if used == len(data.val_files)
+            else f" from {used} of the {groups(len(data.val_files))} held for validation")
+    line = f"data: {len(data.train):,} training patches {source}, {val}"
     if data.nodata_dropped:
         line += f"; {data.nodata_dropped:,} patches left out as more than {cfg.max_nodata:.0%} no-data"
     if data.across_tiles:
