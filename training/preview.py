@@ -18,8 +18,11 @@ from training.files import atomic_write
 
 PANEL = 160
 """Pixels per panel side (patches are scaled with nearest-neighbour, so speckle stays visible)."""
-BAND = 40
-"""Pixels of the header band: the title, then the column names."""
+BAND = 56
+"""Pixels of the header band: the title, the row names, then the |error| row's colour scale."""
+SCALE_AT = (4, 42)
+"""Where the colour scale's bar starts (x, y) in the header band; SCALE_SIZE its width and height."""
+SCALE_SIZE = (96, 10)
 GAP = 2
 """White pixels around each panel, so neighbouring patches don't run into each other."""
 ROWS = ("input", "reconstruction", "|error|")
@@ -45,6 +48,17 @@ def _panel(image: np.ndarray, vmax: float, colour: bool) -> Image.Image:
     return Image.fromarray(rgb, "RGB").resize((side, side), Image.Resampling.NEAREST)
 
 
+def _scale(canvas: Image.Image, draw: ImageDraw.ImageDraw, vmax: float) -> None:
+    """The |error| row's colour scale: magma from 0 (left) to the shared maximum (right), labelled
+    in the patches' [0, 1] intensity units, so a colour reads as an error size."""
+    (x, y), (width, height) = SCALE_AT, SCALE_SIZE
+    width = max(16, min(width, canvas.width - 120))  # one patch's preview is 160 px wide
+    ramp = _magma()[np.linspace(0, 255, width).round().astype(np.intp)]
+    canvas.paste(Image.fromarray(np.repeat(ramp[None], height, axis=0), "RGB"), (x + 58, y))
+    draw.text((x, y), "|error| 0", fill="black")
+    draw.text((x + 62 + width, y), f"{vmax:.3g}", fill="black")
+
+
 def preview_size(n: int) -> tuple[int, int]:
     """(width, height) in pixels of the preview of n patches."""
     blocks = max(1, -(-n // PER_BLOCK))
@@ -63,7 +77,8 @@ def render_preview(inputs: np.ndarray, outputs: np.ndarray, path: Path, title: s
     canvas = Image.new("RGB", preview_size(n), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 4), title, fill="black")
-    draw.text((4, BAND - 16), "rows: " + ", ".join(ROWS), fill="black")
+    draw.text((4, 22), "rows: " + ", ".join(ROWS), fill="black")
+    _scale(canvas, draw, vmax_error)
     for i in range(n):
         block, col = divmod(i, PER_BLOCK)
         panels = (_panel(inputs[i, 0], 1.0, False), _panel(outputs[i, 0], 1.0, False),

@@ -24,10 +24,11 @@ from training.trainer import train
 
 
 # Each patch a column of 3 panels of 160 px (input, reconstruction, |error|), up to 4 side by
-# side, under a 40 px header band: close to the 4:3 of the dashboard's artifact cards.
+# side, under a 56 px header band (title, row names, the |error| colour scale): close to the 4:3
+# of the dashboard's artifact cards.
 def preview_size(patches: int) -> tuple[int, int]:
     blocks = -(-patches // 4)
-    return min(patches, 4) * 160, blocks * 3 * 160 + 40
+    return min(patches, 4) * 160, blocks * 3 * 160 + 56
 
 
 def test_trainer_writes_a_preview_at_new_bests_and_at_the_end(tiny_config) -> None:  # type: ignore[no-untyped-def]
@@ -37,9 +38,17 @@ def test_trainer_writes_a_preview_at_new_bests_and_at_the_end(tiny_config) -> No
         if h.preview is not None:
             assert Path(h.preview).name == ("preview.png" if h.is_best else "preview-last.png")
     image = Image.open(Path(result.history[-1].preview))
-    assert image.format == "PNG" and image.size == preview_size(3) == (480, 520)
+    assert image.format == "PNG" and image.size == preview_size(3) == (480, 536)
     pixels = np.asarray(image.convert("L"))
     assert pixels.std() > 10  # real content, not a blank canvas
+    # The |error| row's colour scale in the header: magma from its darkest to its brightest.
+    from training.preview import SCALE_AT, SCALE_SIZE, _magma
+
+    rgb = np.asarray(image.convert("RGB"))
+    (x, y), (width, height) = SCALE_AT, SCALE_SIZE
+    bar = rgb[y + height // 2, x + 58: x + 58 + width]
+    assert (bar[0] == _magma()[0]).all() and (bar[-1] == _magma()[255]).all()
+    assert np.all(np.diff(bar.astype(int).sum(axis=1)) >= -3)  # darker to brighter, left to right
 
 
 def test_previews_can_be_turned_off(tiny_config) -> None:  # type: ignore[no-untyped-def]
@@ -73,7 +82,7 @@ def test_dashboard_serves_our_studies_and_trial_previews(pg_url: str, write_camp
         png = _get(f"http://127.0.0.1:{port}/artifacts/{ours['t.baseline.quick']}/{first['trial_id']}/"
                    f"{trial.user_attrs['preview_artifact']}")
         image = Image.open(io.BytesIO(png))
-        assert image.format == "PNG" and image.size == preview_size(2) == (320, 520)
+        assert image.format == "PNG" and image.size == preview_size(2) == (320, 536)
     finally:
         server.terminate()  # docker stop
         out, err = server.communicate(timeout=30)
