@@ -19,6 +19,7 @@ from optuna.trial import Trial, TrialState
 from errors import ConfigError, StudyError
 from search.campaign.config import STAGES, CampaignConfig
 from search.campaign.export import export_trial
+from search.campaign.roles import role_of
 from search.campaign.studies import ensure_study
 from search.report.collect import held_out_lines, summary_line
 from search.report.render import write_report
@@ -65,6 +66,9 @@ class Progress:
         self.done += 1
         done = frozen(trial.study, trial)
         value = f"{done.value:.2f} dB" if done.value is not None else done.user_attrs.get("fail_reason", "")
+        role = role_of(done)
+        if role:  # a seed re-run above the best says what it is: it is never the best
+            value += f" ({role})"
         spent = time.perf_counter() - self.started
         left = max(0.0, spent / self.done * (self.total - self.done))
         print(f"  trial {trial.number:>2} {state.name.lower():<8} {value:<10} [{self.done} of about {self.total} "

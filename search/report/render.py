@@ -18,7 +18,7 @@ from optuna.trial import FrozenTrial
 
 from search.campaign.config import CampaignConfig
 from search.policy.verdicts import below_trivial, beside_noise
-from search.report.collect import Report, VariantResult, collect, held_out_sentence, score_held_out, summary_line
+from search.report.collect import Promoted, Report, VariantResult, collect, held_out_sentence, score_held_out, summary_line
 from search.report.plots import plots
 from search.report.status import COUNTED, value_text
 from training.files import atomic_write, ensure_writable
@@ -26,20 +26,24 @@ from training.files import atomic_write, ensure_writable
 CONFIG_KEYS = ("lr", "warmup_epochs", "grad_clip", "base_channels", "optimizer", "weight_decay")
 
 
-def _num(value: Any, fmt: str = ".2f") -> str:
-    return "-" if value is None else format(value, fmt)
+NONE_FINISHED = "no trial finished"
+"""What a cell says where its stage has no COMPLETE trial yet (a report never shows a bare "-")."""
+
+
+def _num(value: Any, fmt: str = ".2f", missing: str = "not recorded") -> str:
+    return missing if value is None else format(value, fmt)
 
 
 def _config(t: FrozenTrial | None) -> str:
     if t is None:
-        return "-"
+        return NONE_FINISHED
     p = t.params
     return ", ".join(f"{k}={_num(p[k], '.3g') if isinstance(p[k], float) else p[k]}" for k in CONFIG_KEYS if k in p)
 
 
 def _psnr_ssim(t: FrozenTrial | None) -> str:
     if t is None:
-        return "- / -"
+        return NONE_FINISHED
     return f"{_num(t.user_attrs.get('val_psnr'))} / {_num(t.user_attrs.get('val_ssim'), '.4f')}"
 
 
@@ -50,8 +54,10 @@ def _digits(report: Report) -> int:
 def vs_trivial(t: FrozenTrial | None) -> str:
     """'+2.31 dB (trivial 18.10)': the chosen trial's val PSNR over each patch's mean as the
     reconstruction, on the same validation patches."""
-    if t is None or "trivial_psnr" not in t.user_attrs:
-        return "-"
+    if t is None:
+        return NONE_FINISHED
+    if "trivial_psnr" not in t.user_attrs:
+        return "not recorded by the worker that ran it"
     trivial = float(t.user_attrs["trivial_psnr"])
     mark = " BELOW" if below_trivial(t.user_attrs) else ""
     return f"{float(t.user_attrs['val_psnr']) - trivial:+.2f} dB{mark} (trivial {trivial:.2f})"
@@ -68,14 +74,16 @@ def vs_runner_up(r: VariantResult, digits: int) -> str:
         band = r.quick_band.spread if r.quick_band else None
         diff = float(r.quick_best.value or 0) - float(r.quick_runner_up.value or 0)
         return f"quick: {beside_noise(diff, band, digits)}"
-    return "-"
+    return NONE_FINISHED if r.quick_best is None else "no runner-up: one config finished"
 
 
 def vs_references(r: VariantResult, digits: int) -> str:
     """The quick winner against each reference config in the quick stage (and at full scale where
     the reference was promoted and ran)."""
-    if not r.references or r.quick_best is None:
-        return "-"
+    if not r.references:
+        return "no reference configs (campaign reference:)"
+    if r.quick_best is None:
+        return NONE_FINISHED
     cells = []
     for ref in r.references:
         if ref.trial == r.quick_best.number:
@@ -107,18 +115,18 @@ def comparison_rows(report: Report) -> list[list[str]]:
     for r in report.results:
         q, f, chosen = r.quick_best, r.full_best, r.chosen
         stage = "full" if f else "quick"
-        where = "-" if chosen is None else f"{report.campaign.study_name(r.variant, stage)} #{chosen.number}"
+        where = NONE_FINISHED if chosen is None else f"{report.campaign.study_name(r.variant, stage)} #{chosen.number}"
         rows.append([
             r.variant,
-            _num(chosen.user_attrs.get("param_count") if chosen else None, ","),
+            _num(chosen.user_attrs.get("param_count"), ",") if chosen else NONE_FINISHED,
             _psnr_ssim(q), _psnr_ssim(f),
             _config(chosen), where, vs_trivial(chosen), vs_runner_up(r, digits), vs_references(r, digits),
         ])
         if report.held_out is not None:
             e = report.held_out.get(r.variant)
-            cell = "not scored" if r.variant in report.not_held_out else "- / -"
+            cell = "not scored" if r.variant in report.not_held_out else "no chosen config"
             rows[-1].insert(4, cell if e is None else f"{e.psnr:.2f} / {e.ssim:.4f}")
-            over = "-" if e is None else f"{e.psnr - e.trivial_psnr:+.2f} dB (trivial {e.trivial_psnr:.2f})"
+            over = cell if e is None else f"{e.psnr - e.trivial_psnr:+.2f} dB (trivial {e.trivial_psnr:.2f})"
             rows[-1].insert(5, over)
     return rows
 
@@ -136,10 +144,17 @@ def promoted_rows(report: Report) -> list[list[str]]:
         for p in r.promoted:
             why = "top_k" if p.within_noise is None else f"within the quick noise band {p.within_noise:.2f}"
             rows.append([r.variant, f"#{p.quick_trial}", _num(p.quick_value, ".4f"), f"#{p.full_trial}",
-                         p.state.lower(), _num(p.full_psnr), _num(p.full_ssim, ".4f"),
+                         p.state.lower(), _num(p.full_psnr, missing=unfinished(p)),
+                         _num(p.full_ssim, ".4f", missing=unfinished(p)),
                          why + (f" (reference {p.reference})" if p.reference else "")
                          + (f"; {p.stopped}" if p.stopped else "") + (f"; {p.below}" if p.below else "")])
     return rows
+
+
+def unfinished(p: Promoted) -> str:
+    """Why a promoted config has no full value: its run has not ended, or ended without one."""
+    return {"WAITING": "not started", "RUNNING": "running", "PRUNED": "stopped", "FAIL": "failed"}.get(
+        p.state, "not recorded")
 
 
 def noise_rows(report: Report) -> list[list[str]]:
@@ -154,7 +169,7 @@ def noise_rows(report: Report) -> list[list[str]]:
 
 def cost_rows(report: Report) -> list[list[str]]:
     return [[c.variant, c.stage, *(str(c.counts[name]) for name in COUNTED), f"{c.seconds:.0f}",
-             f"{100 * c.lost_share:.0f} %", ", ".join(c.devices) or "-"] for c in report.costs]
+             f"{100 * c.lost_share:.0f} %", ", ".join(c.devices) or "no epoch ran"] for c in report.costs]
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -191,8 +206,10 @@ def answer_lines(report: Report) -> list[str]:
         keys = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in t.params.items())
         trivial = t.user_attrs.get("trivial_psnr")
         beside = f" (trivial reference {trivial:.2f} dB)" if objective == "psnr" and trivial is not None else ""
-        below = f" - {below_trivial(t.user_attrs)}" if below_trivial(t.user_attrs) else ""
-        lines.append(f"- **{r.variant}**: {stage} #{t.number}, {value_text(float(t.value), objective)}{beside}"
+        scored = {"val_psnr": t.value, **t.user_attrs} if objective == "psnr" else t.user_attrs
+        below = f" - {below_trivial(scored)}" if below_trivial(scored) else ""
+        unit = " dB" if objective == "psnr" else ""
+        lines.append(f"- **{r.variant}**: {stage} #{t.number}, {value_text(float(t.value), objective)}{unit}{beside}"
                      f"{below}; {keys}")
     if len(chosen) >= 2:
         ranked = sorted(chosen, key=lambda r: (r.full_best is not None, float(r.chosen.value)), reverse=True)

@@ -119,7 +119,9 @@ def test_report_on_a_campaign_without_results(pg_url: str, write_campaign, tmp_p
         ensure_study(storage, campaign, "baseline", stage)
     report = write_report(storage, campaign, tmp_path / "empty.md", tmp_path / "empty.html")
     assert "too few to judge" in report.fidelity[0].sentence()
-    assert "| baseline | - |" in (tmp_path / "empty.md").read_text()
+    empty = (tmp_path / "empty.md").read_text()
+    assert "| baseline | no trial finished |" in empty
+    assert " - |" not in empty and "| - " not in empty  # every cell says why it is empty
 
 
 def test_held_out_scores_are_each_chosen_configs_checkpoint_on_the_same_rasters(  # type: ignore[no-untyped-def]
