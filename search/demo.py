@@ -21,6 +21,7 @@ from search.campaign.config import STAGES, CampaignConfig
 from search.campaign.export import export_trial
 from search.campaign.roles import role_of
 from search.campaign.studies import ensure_study
+from search.policy.best import best_complete
 from search.report.collect import held_out_lines, summary_line
 from search.report.render import write_report
 from search.report.status import campaign_status, render
@@ -76,14 +77,15 @@ class Progress:
 
 
 def best_overall(storage: RDBStorage, campaign: CampaignConfig) -> tuple[str, str]:
-    """(variant, stage) of the best COMPLETE trial, full stage preferred over quick."""
+    """(variant, stage) of the best COMPLETE trial, full stage preferred over quick; a seed re-run
+    is never it (search.policy.best.best_complete, as status, report and export pick)."""
     for stage in ("full", "quick"):
         best: tuple[float, str] | None = None
         for variant in campaign.variants:
             study = optuna.load_study(study_name=campaign.study_name(variant, stage), storage=storage)
-            values = [t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-            if values and (best is None or max(values) > best[0]):  # type: ignore[type-var]
-                best = (max(values), variant)  # type: ignore[type-var]
+            top = best_complete(study.get_trials(deepcopy=False))
+            if top is not None and (best is None or float(top.value) > best[0]):  # type: ignore[arg-type]
+                best = (float(top.value), variant)  # type: ignore[arg-type]
         if best:
             return best[1], stage
     raise StudyError(f"no trial of campaign {campaign.name} completed")

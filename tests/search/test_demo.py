@@ -56,3 +56,23 @@ def test_demo_and_launch_refuse_bad_options_before_any_work(tmp_path: Path) -> N
     assert done.returncode == 2 and done.stderr == ("sarsweep export: error: the following arguments are required: "
                                                     "-o/--output (see sarsweep export --help)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.yaml"]
+
+
+def test_the_demos_best_variant_is_never_picked_by_a_seed_rerun(tmp_path: Path) -> None:
+    """attention's full re-run scored 18.0, above baseline's 17.0, but its own config scored 16.0:
+    the demo exports baseline, as status, report and export pick."""
+    import optuna
+
+    from search.demo import best_overall, demo_campaign
+    from storage import open_storage
+
+    campaign = demo_campaign(trials=1, epochs=1, noise_seeds=1)
+    storage = open_storage(f"sqlite:///{tmp_path / 'd.db'}", create_schema=True)
+    values = {"baseline": [(17.0, {})], "attention": [(16.0, {}), (18.0, {"noise_of": 0, "noise_seed": 1})]}
+    for variant in campaign.variants:
+        for stage in ("quick", "full"):
+            study = optuna.create_study(study_name=campaign.study_name(variant, stage), storage=storage,
+                                        direction="maximize")
+            for value, attrs in values.get(variant, []) if stage == "full" else []:
+                study.add_trial(optuna.trial.create_trial(value=value, params={}, distributions={}, user_attrs=attrs))
+    assert best_overall(storage, campaign) == ("baseline", "full")
