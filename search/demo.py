@@ -11,6 +11,7 @@ import dataclasses
 import time
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
@@ -29,14 +30,16 @@ from search.running.promote import promote
 from search.running.worker import run_worker
 from storage.trials import frozen
 from training.config import TrainConfig
+from training.files import atomic_write
 from training.schema import build
 
 
-def demo_campaign(trials: int | None = None, epochs: int | None = None,
-                  noise_seeds: int | None = None) -> CampaignConfig:
+def demo_campaign_dict(trials: int | None = None, epochs: int | None = None,
+                       noise_seeds: int | None = None) -> dict[str, Any]:
+    """The demo's campaign file (search/demo_campaign.yaml) with the demo's options applied."""
     from training.config import parse_yaml
 
-    raw = parse_yaml(files("search").joinpath("demo_campaign.yaml").read_text())
+    raw: dict[str, Any] = parse_yaml(files("search").joinpath("demo_campaign.yaml").read_text())
     if noise_seeds is not None:
         raw["noise_seeds"] = noise_seeds
     if trials is not None:
@@ -48,10 +51,24 @@ def demo_campaign(trials: int | None = None, epochs: int | None = None,
         raw["search"]["warmup_epochs"] = {"low": 0, "high": top} if top > 0 else {"choices": [0]}
         if epochs < 2:
             raw["quick"]["pruner"] = "none"
+    return raw
+
+
+def demo_campaign(trials: int | None = None, epochs: int | None = None,
+                  noise_seeds: int | None = None) -> CampaignConfig:
     try:
-        return build(CampaignConfig, raw)
+        return build(CampaignConfig, demo_campaign_dict(trials, epochs, noise_seeds))
     except ConfigError as exc:
         raise exc.within(source="demo campaign") from None
+
+
+def write_campaign_file(path: Path, raw: dict[str, Any]) -> Path:
+    """The campaign the demo ran, as a file `status`, `report` and `export` take."""
+    import yaml
+
+    header = ("# The campaign `sarsweep demo` ran (its options applied), so the other commands can look at it:\n"
+              f"#   sarsweep status --campaign {path.name}\n#   sarsweep report --campaign {path.name}\n")
+    return atomic_write(path, lambda tmp: tmp.write_text(header + yaml.safe_dump(raw, sort_keys=False)))
 
 
 class Progress:
@@ -105,6 +122,8 @@ def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None
              epochs: int | None = None, device: str | None = None, noise_seeds: int | None = None) -> Path:
     started = time.perf_counter()
     campaign = demo_campaign(trials, epochs, noise_seeds)
+    campaign_file = write_campaign_file(out.with_name("demo-campaign.yaml"),
+                                        demo_campaign_dict(trials, epochs, noise_seeds))
     for variant in campaign.variants:
         for stage in STAGES:
             ensure_study(storage, campaign, variant, stage)
@@ -139,4 +158,5 @@ def run_demo(storage: RDBStorage, artifacts: Path, out: Path, trials: int | None
     print(f"demo finished in {time.perf_counter() - started:.0f}s; best config written to {path}")
     print(f"retrain it with: sarsweep train --config {path}")
     print(f"report: {out.with_name('report.md')} and {out.with_name('report.html')}")
+    print(f"look again: sarsweep status --campaign {campaign_file}; sarsweep dashboard (then open the link)")
     return path

@@ -86,13 +86,17 @@ class StageStatus:
     left: Left | None = None
     idle: list[IdleNote] = field(default_factory=list)
     """Workers alive that serve this stage and wait (storage.workers), each with what for."""
+    problem: str | None = None
+    """Why a study of this name cannot be read as this campaign's (exists is then False)."""
 
 
 def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str) -> StageStatus:
     try:
         study = load_stage_study(storage, campaign, variant, stage)
-    except StudyError:
-        return StageStatus(variant, stage, exists=False)
+    except StudyError as exc:
+        exists = campaign.study_name(variant, stage) in {s.study_name for s in storage.get_all_studies()}
+        # A study made by another campaign config (the demo's, say) is not "no study yet": say why.
+        return StageStatus(variant, stage, exists=False, problem=str(exc) if exists else None)
     trials = study.get_trials(deepcopy=False)
     counts = state_counts(trials)
     status = StageStatus(variant, stage, True, counts, budget=study.user_attrs.get("budget"))
@@ -202,7 +206,8 @@ def render(rows: list[StageStatus], objective: str) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         if not r.exists:
-            lines.append(f"{r.variant:<12} {r.stage:<6} (no study yet: run `sarsweep init`)")
+            lines.append(f"{r.variant:<12} {r.stage:<6} " + (f"({r.problem})" if r.problem else
+                                                              "(no study yet: run `sarsweep init`)"))
             continue
         c = r.counts
         best = f"#{r.best_trial} {value_text(r.best_value, objective)}" if r.best_value is not None else "-"
@@ -267,6 +272,8 @@ def to_json(campaign: CampaignConfig, rows: list[StageStatus], grace_period: flo
     stages = []
     for r in rows:
         stage: dict[str, Any] = {"variant": r.variant, "stage": r.stage, "exists": r.exists}
+        if r.problem:
+            stage["problem"] = r.problem
         if r.exists:
             left = r.left
             stage.update(

@@ -30,6 +30,15 @@ def test_demo_runs_end_to_end_on_sqlite(tmp_path: Path) -> None:
     assert "Not measured: the campaign sets noise_seeds: 0" in report  # not "yet": none will come
     retrain = run_cli("train", "--config", "best.yaml", "--epochs", "1", cwd=tmp_path)
     assert retrain.returncode == 0, retrain.stderr
+    # The campaign it ran is written beside its outputs, so status (and report, export) read the same
+    # studies; status names the trial best.yaml was exported from as its stage's best.
+    assert "look again: sarsweep status --campaign demo-campaign.yaml" in done.stdout
+    status = run_cli("status", "--campaign", "demo-campaign.yaml", cwd=tmp_path, env={"SARSWEEP_STORAGE": ""})
+    assert status.returncode == 0, status.stderr
+    exported = re.search(r"study demo\.(\w+)\.(\w+), trial (\d+)", (tmp_path / "best.yaml").read_text())
+    assert exported is not None
+    row = next(line.split() for line in status.stdout.splitlines() if line.split()[:2] == list(exported.groups()[:2]))
+    assert row[9] == f"#{exported.group(3)}", status.stdout
 
 
 def test_demo_and_launch_refuse_bad_options_before_any_work(tmp_path: Path) -> None:
