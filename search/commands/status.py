@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import argparse
 
-from search.commands.common import Subparsers, campaign_command, heartbeat_args, load_campaign_of, open_storage_of
+from search.commands.common import (
+    Subparsers,
+    at_least_one,
+    campaign_command,
+    heartbeat_args,
+    load_campaign_of,
+    open_storage_of,
+)
 
 
 def add(commands: Subparsers) -> None:
     status = campaign_command(commands, "status", "trials by state and the best value per variant and stage")
     heartbeat_args(status, "the workers' ")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables (for scripts)")
+    status.add_argument("--workers", type=at_least_one,
+                        help="forecast what is left on this many workers (default: the workers alive now)")
     status.set_defaults(func=run)
 
 
@@ -22,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from search.report.collect import collect, summary_line
     from search.report.status import (
+        campaign_forecast,
         campaign_status,
         render,
         render_idle,
@@ -29,13 +39,15 @@ def run(args: argparse.Namespace) -> int:
         to_json,
         waiting_promotions,
     )
+    from search.simulation.left import render_left as render_forecast
     from storage.rdb import heartbeat_of
 
     campaign = load_campaign_of(args)
     storage = open_storage_of(args, "status", args.heartbeat_interval, args.grace_period)
     rows = campaign_status(storage, campaign)
+    forecast = campaign_forecast(rows, campaign, args.workers)
     if args.json:
-        print(json.dumps(to_json(campaign, rows, heartbeat_of(storage)[1]), indent=2))
+        print(json.dumps(to_json(campaign, rows, heartbeat_of(storage)[1], forecast), indent=2))
         return 0
     print(render(rows, campaign.objective))
     running = render_running(rows, heartbeat_of(storage)[1])
@@ -44,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     idle = render_idle(rows)
     if idle:
         print(idle)
+    if any(r.exists for r in rows):
+        print(render_forecast(forecast))
     print(f"promotions waiting for full-stage workers: {waiting_promotions(rows)}")
     if all(r.exists for r in rows):  # before `init` there is nothing to summarise
         print(summary_line(collect(storage, campaign)))

@@ -5,6 +5,7 @@ stuck or dead worker needs: which host and pid, and whether the reaper is about 
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import math
 from dataclasses import dataclass, field
@@ -20,7 +21,8 @@ from search.campaign.studies import load_stage_study
 from search.policy.best import best_complete
 from search.policy.stages import stage_progress
 from search.policy.verdicts import below_trivial
-from storage.lineage import original_number
+from search.simulation.left import LeftForecast, StageWork, forecast_left
+from storage.lineage import is_retry, original_number
 from storage.optuna_internals import study_id, trial_id
 from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of
@@ -88,6 +90,8 @@ class StageStatus:
     """Workers alive that serve this stage and wait (storage.workers), each with what for."""
     problem: str | None = None
     """Why a study of this name cannot be read as this campaign's (exists is then False)."""
+    work: StageWork | None = None
+    """What it has left in worker-seconds (search.simulation.left), for the campaign's forecast."""
 
 
 def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str) -> StageStatus:
@@ -124,7 +128,53 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     to_start = progress.waiting + progress.unclaimed + progress.noise
     status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs,
                             heartbeat_of(storage)[1])
+    status.work = stage_work(campaign, variant, stage, trials, status.running, to_start, heartbeat_of(storage)[1])
     return status
+
+
+def stage_work(campaign: CampaignConfig, variant: str, stage: str, trials: list[FrozenTrial],
+               running: list[RunningTrial], to_start: int, grace_period: float) -> StageWork:
+    """A stage's work left, timed by its own finished epochs: a trial is its per-trial overhead (its
+    wall time beyond its epochs) plus the stage's epochs at the mean epoch time. A full stage with
+    nothing promoted yet will run top_k..most configs and its seed re-runs (plan's count)."""
+    from search.simulation.plan import stage_trials
+
+    epochs = campaign.stage(stage).epochs
+    per_epoch = _mean([e.get("seconds") for t in trials for e in t.user_attrs.get("epochs", [])])
+    overheads = [(t.datetime_complete - t.datetime_start).total_seconds()
+                 - sum(float(e.get("seconds", 0.0)) for e in t.user_attrs.get("epochs", []))
+                 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_retry(t)
+                 and t.datetime_start and t.datetime_complete]
+    overhead = max(0.0, _mean(overheads) or 0.0)
+    alive = [r for r in running if not r.stale(grace_period)]
+    to_start += len(running) - len(alive)  # a trial whose worker is gone starts again (its retry)
+    span = (to_start, to_start) if trials or stage == "quick" else stage_trials(campaign, stage)
+    work = StageWork(variant, stage, span, None if per_epoch is None else overhead + epochs * per_epoch)
+    for r in alive:
+        each = r.epoch_seconds or per_epoch
+        work.running.append(0.0 if each is None else each * max(0, (r.epochs or epochs) - r.epochs_done))
+    return work
+
+
+def campaign_forecast(rows: list[StageStatus], campaign: CampaignConfig, workers: int | None = None) -> LeftForecast:
+    """What the campaign has left (search.simulation.left) on `workers` workers (None: the workers
+    alive now, running a trial or waiting). A full stage not timed yet takes its variant's quick
+    trial time scaled by the stages' data fractions and epochs."""
+    stages = []
+    quick = {r.variant: r.work for r in rows if r.stage == "quick" and r.work is not None}
+    for r in rows:
+        if r.work is None:
+            continue
+        work = r.work
+        q = quick.get(r.variant)
+        if r.stage == "full" and work.trial_seconds is None and q is not None and q.trial_seconds is not None:
+            scale = (campaign.full.fraction / campaign.quick.fraction) * (campaign.full.epochs / campaign.quick.epochs)
+            work = dataclasses.replace(work, trial_seconds=q.trial_seconds * scale, measured="scaled from quick")
+        stages.append(work)
+    if workers is None:
+        alive = {t.worker for r in rows for t in r.running if t.worker} | {n.worker for r in rows for n in r.idle}
+        workers = len(alive)
+    return forecast_left(stages, workers)
 
 
 @dataclass
@@ -266,7 +316,8 @@ def render_idle(rows: list[StageStatus]) -> str:
     return "\n".join(lines)
 
 
-def to_json(campaign: CampaignConfig, rows: list[StageStatus], grace_period: float) -> dict[str, Any]:
+def to_json(campaign: CampaignConfig, rows: list[StageStatus], grace_period: float,
+            forecast: LeftForecast | None = None) -> dict[str, Any]:
     """What the tables say, for scripts: per variant and stage the counts, best trial, estimate
     and running trials (seconds as numbers; `stale` judged against `grace_period`)."""
     stages = []
@@ -289,7 +340,8 @@ def to_json(campaign: CampaignConfig, rows: list[StageStatus], grace_period: flo
             )
         stages.append(stage)
     return {"campaign": campaign.name, "objective": campaign.objective, "grace_period": grace_period,
-            "promotions_waiting": waiting_promotions(rows), "stages": stages}
+            "promotions_waiting": waiting_promotions(rows), "stages": stages,
+            "forecast": None if forecast is None else forecast.to_dict()}
 
 
 def campaign_status(storage: RDBStorage, campaign: CampaignConfig) -> list[StageStatus]:
@@ -300,5 +352,5 @@ def waiting_promotions(rows: list[StageStatus]) -> int:
     return sum(r.counts.get("WAITING", 0) for r in rows if r.stage == "full" and r.exists)
 
 
-__all__ = ["COUNTED", "Left", "interrupted", "state_counts", "RunningTrial", "StageStatus", "campaign_status", "render", "render_idle", "render_left", "render_running",
+__all__ = ["COUNTED", "campaign_forecast", "Left", "interrupted", "state_counts", "RunningTrial", "StageStatus", "campaign_status", "render", "render_idle", "render_left", "render_running",
            "stage_status", "time_left", "to_json", "waiting_promotions"]

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import run_cli
 from optuna.trial import TrialState
 from support.campaigns import quick_done, trials_of
@@ -174,3 +175,56 @@ def test_status_names_what_an_idle_worker_waits_for(pg_url: str, write_campaign,
     assert render_left(dataclasses.replace(row, idle=[IdleNote(name, "why", 1.0)])) == "waiting"
     after = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
     assert "idle workers" not in after.stdout and name not in after.stdout
+
+
+def test_status_forecasts_what_is_left_from_the_measured_epoch_times(pg_url: str, write_campaign,
+                                                                     tmp_path: Path) -> None:
+    """After the quick stage: the full stage's top_k runs are left, timed by the quick stage's
+    measured epochs scaled to the full stage's data and epochs; with --workers N, the wall time."""
+    path = write_campaign(quick={"trials": 3, "epochs": 2, "fraction": 0.5}, full={"top_k": 2, "epochs": 2})
+    assert run_cli("init", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path).returncode == 0
+    ran = run_cli("worker", "--campaign", str(path), "--storage", pg_url, "--variant", "baseline", "--stage", "quick",
+                  "--artifacts", str(tmp_path / "art"), cwd=tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert ran.returncode == 0, ran.stderr
+    done = run_cli("status", "--campaign", str(path), "--storage", pg_url, "--workers", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    said = done.stdout.splitlines()
+    left = next(line for line in said if line.startswith("left: "))
+    # top_k = 2 promoted, up to `most` (4) when more lie within the quick noise band
+    assert left.startswith("left: 2-4 trials, ") and "of worker time (from the measured epoch times" in left, said
+    assert any(line.startswith("  with 2 worker(s): about ") for line in said), said
+    assert any("baseline full: no full run timed yet" in line for line in said), said
+    forecast = json.loads(run_cli("status", "--campaign", str(path), "--storage", pg_url, "--workers", "2", "--json",
+                                  cwd=tmp_path).stdout)["forecast"]
+    quick = [t for t in trials_of(pg_url, "t.baseline.quick")]
+    epoch = sum(e["seconds"] for t in quick for e in t.user_attrs["epochs"]) / sum(
+        len(t.user_attrs["epochs"]) for t in quick)
+    full = next(s for s in forecast["stages"] if s["stage"] == "full")
+    assert full["to_start"] == [2, 4] and full["from"] == "scaled from quick"
+    # Twice the data and as many epochs: at least twice the quick stage's epochs, plus its overhead.
+    assert full["trial_seconds"] >= 2 * 2 * epoch
+    assert forecast["trials_left"] == [2, 4] and forecast["workers"] == 2
+    assert forecast["worker_hours_left"][1] * 3600 == pytest.approx(4 * full["trial_seconds"], rel=1e-6)
+    # The most (4) runs, two at a time on two workers: twice one run.
+    assert forecast["wall_hours"] * 3600 == pytest.approx(2 * full["trial_seconds"], rel=1e-6)
+    # No worker alive and none asked for: worker-hours, and no wall time.
+    bare = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
+    assert "no worker is running or waiting" in bare.stdout
+
+
+def test_what_is_left_is_handed_to_workers_as_they_free_up_full_runs_after_their_quick_stage() -> None:
+    from search.simulation.left import StageWork, forecast_left
+
+    quick = StageWork("v", "quick", (2, 2), 5.0, running=[10.0])
+    full = StageWork("v", "full", (2, 2), 20.0)
+    f = forecast_left([quick, full], workers=2)
+    # t=0: a quick trial (ends 5), then the last (ends 10); the quick stage ends at 10 with the
+    # running one, and both full runs start then: 30 s, no worker idle.
+    assert f.wall_hours * 3600 == pytest.approx(30.0) and f.idle_share == pytest.approx(0.0)
+    assert f.hours() == pytest.approx(((10 + 10 + 40) / 3600,) * 2) and f.trials() == (5, 5)
+    # Nothing left to start in the quick stage: the idle worker waits for it to end (10 s of its 30).
+    f = forecast_left([StageWork("v", "quick", (0, 0), 5.0, running=[10.0]), StageWork("v", "full", (1, 1), 20.0)], 2)
+    assert f.wall_hours * 3600 == pytest.approx(30.0) and f.idle_share == pytest.approx(0.5)
+    # A stage with work and no measured time: no worker-hours, no wall time; no worker: no wall time.
+    assert forecast_left([StageWork("v", "quick", (3, 3), None)], 2).hours() is None
+    assert forecast_left([full], 0).wall_hours is None and forecast_left([full], 0).hours() is not None
