@@ -149,7 +149,8 @@ def stage_work(campaign: CampaignConfig, variant: str, stage: str, trials: list[
     alive = [r for r in running if not r.stale(grace_period)]
     to_start += len(running) - len(alive)  # a trial whose worker is gone starts again (its retry)
     span = (to_start, to_start) if trials or stage == "quick" else stage_trials(campaign, stage)
-    work = StageWork(variant, stage, span, None if per_epoch is None else overhead + epochs * per_epoch)
+    work = StageWork(variant, stage, span, None if per_epoch is None else overhead + epochs * per_epoch,
+                     overhead=overhead)
     for r in alive:
         each = r.epoch_seconds or per_epoch
         work.running.append(0.0 if each is None else each * max(0, (r.epochs or epochs) - r.epochs_done))
@@ -168,8 +169,11 @@ def campaign_forecast(rows: list[StageStatus], campaign: CampaignConfig, workers
         work = r.work
         q = quick.get(r.variant)
         if r.stage == "full" and work.trial_seconds is None and q is not None and q.trial_seconds is not None:
+            # The epochs scale with the data and their number (validation does not shrink with the
+            # fraction, so this errs high); a trial's start-up does not.
             scale = (campaign.full.fraction / campaign.quick.fraction) * (campaign.full.epochs / campaign.quick.epochs)
-            work = dataclasses.replace(work, trial_seconds=q.trial_seconds * scale, measured="scaled from quick")
+            seconds = q.overhead + (q.trial_seconds - q.overhead) * scale
+            work = dataclasses.replace(work, trial_seconds=seconds, measured="scaled from quick", overhead=q.overhead)
         stages.append(work)
     if workers is None:
         alive = {t.worker for r in rows for t in r.running if t.worker} | {n.worker for r in rows for n in r.idle}

@@ -31,7 +31,9 @@ class StageWork:
     running: list[float] = field(default_factory=list)
     """Seconds each running trial has left."""
     measured: str = "measured"
-    """Where trial_seconds comes from: 'measured', or 'scaled from the quick stage'."""
+    """Where trial_seconds comes from: 'measured', or 'scaled from quick'."""
+    overhead: float = 0.0
+    """Of trial_seconds, what a trial spends outside its epochs (start-up, checkpoints at the end)."""
 
     def hours(self) -> tuple[float, float] | None:
         if self.trial_seconds is None and any(self.to_start):
