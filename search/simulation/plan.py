@@ -54,6 +54,8 @@ class Forecast:
     """Seconds each trial pays once beyond its epochs (the calibration's: see training/calibrate.py)."""
     worker_start: float = 0.0
     """Seconds a worker spends before its first claim (preparing the data), added to the wall time."""
+    data_source: str | None = None
+    """Where the patch counts come from when not from the data itself (plan --patches)."""
 
     def total(self) -> tuple[float, float]:
         return (sum(s.hours[0] for s in self.stages.values()), sum(s.hours[1] for s in self.stages.values()))
@@ -61,6 +63,7 @@ class Forecast:
     def to_dict(self) -> dict[str, Any]:
         lo, hi = self.total()
         return {"campaign": self.campaign, "device": self.device, "workers": self.workers, "pruning_assumed": False,
+                "data_source": self.data_source or "the campaign's data",
                 "data": {s: {"train_patches": t, "val_patches": v} for s, (t, v) in self.data.items()},
                 "stages": [{"variant": v, "stage": s, "trials": list(f.trials), "epoch_seconds": list(f.epoch_seconds),
                             "worker_hours": list(f.hours)} for (v, s), f in self.stages.items()],
@@ -160,6 +163,8 @@ def render(f: Forecast) -> str:
              "searched, every trial to its last epoch (pruning not assumed: it can only save)"]
     for stage, (train_n, val_n) in f.data.items():
         lines.append(f"  {stage} stage data: {train_n:,} training patches, {val_n:,} validation patches")
+    if f.data_source:
+        lines.append(f"  (counted from {f.data_source}; reading the data is not in the wall time)")
     lines.append(f"{'variant':<12} {'stage':<6} {'trials':>7} {'s/epoch':>15} {'worker-hours':>17}")
     for (variant, stage), s in f.stages.items():
         trials = f"{s.trials[0]}" if s.trials[0] == s.trials[1] else f"{s.trials[0]}-{s.trials[1]}"

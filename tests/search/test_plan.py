@@ -41,3 +41,23 @@ def test_plan_refuses_bad_input_in_one_line(write_campaign, tmp_path: Path) -> N
     assert zero.returncode == 2 and len(zero.stderr.strip().splitlines()) == 1 and "--workers" in zero.stderr
     missing = run_cli("plan", "--campaign", str(tmp_path / "nope.yaml"), cwd=tmp_path)
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_plan_forecasts_where_the_data_is_not_from_a_patch_count(write_campaign, tmp_path: Path) -> None:
+    """A campaign whose data.root is not on this machine (the group's configs/campaign.yaml on a
+    login node): refused in one line, or forecast from --patches, split as training splits them."""
+    data = {"root": str(tmp_path / "not-here"), "patch_size": 16, "val_fraction": 0.2, "val_max_patches": 64}
+    path = write_campaign(train={"batch_size": 8, "device": "cpu", "data": data}, quick={"fraction": 0.5})
+    refused = run_cli("plan", "--campaign", str(path), cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.startswith("sarsweep: error: data.root") and \
+        "Traceback" not in refused.stderr
+    done = run_cli("plan", "--campaign", str(path), "--patches", "1000", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    # 1000 patches: 200 validation (capped at 64), 800 training; the quick stage takes half of those.
+    assert plan["data"]["quick"] == {"train_patches": 400, "val_patches": 64}
+    assert plan["data"]["full"] == {"train_patches": 800, "val_patches": 64}
+    assert plan["data_source"].startswith("1,000 patches as --patches says")
+    assert all(s["epoch_seconds"][0] > 0 for s in plan["stages"]) and plan["wall_hours"] > 0
+    table = run_cli("plan", "--campaign", str(path), "--patches", "1000", cwd=tmp_path)
+    assert "(counted from 1,000 patches as --patches says" in table.stdout
