@@ -141,7 +141,7 @@ def test_report_prints_no_matplotlib_chatter_and_status_keeps_two_decimals(pg_ur
     assert done.returncode == 0, done.stderr
     assert "fontManager" not in done.stdout + done.stderr and "matplotlib" not in done.stderr
     status = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
-    best = [line.split()[9] for line in status.stdout.splitlines() if line.startswith("baseline     quick")]
+    best = [line.split()[10] for line in status.stdout.splitlines() if line.startswith("baseline     quick")]
     assert len(best) == 1 and re.fullmatch(r"\d+\.\d\d", best[0]), status.stdout
     assert re.search(r"; best: baseline quick #\d+ \d+\.\d\d$", status.stdout.strip().splitlines()[-1])
 

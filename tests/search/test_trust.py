@@ -149,6 +149,10 @@ def test_seed_noise_is_measured_per_stage_and_widens_promotion(pg_url: str, writ
     best = max(searched, key=lambda t: (t.value, -t.number))
     assert [t.user_attrs["noise_of"] for t in reruns] == [best.number] * 2
     assert all(t.params == best.params and t.state == TrialState.COMPLETE for t in reruns)
+    # The worker's line names each re-run for what it is, its value in PSNR dB.
+    for k, t in enumerate(reruns, 1):
+        assert (f"trial {t.number} complete (seed re-run {k} of trial {best.number}: a noise measurement, never "
+                f"the best): val PSNR {t.value:.2f} dB in ") in done.stdout, done.stdout
     seeds = {t.user_attrs["seed"] for t in (best, *reruns)}
     assert len(seeds) == 3  # three seeds of one config
     noise = band(quick)
@@ -174,7 +178,7 @@ def test_seed_noise_is_measured_per_stage_and_widens_promotion(pg_url: str, writ
     assert f"| baseline | quick | #{best.number} |" in md and f"| baseline | full | #{winner.number} |" in md
     status = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
     row = next(line.split() for line in status.stdout.splitlines() if line.startswith("baseline     quick"))
-    assert row[8] == f"#{best.number}"  # the stage's best is no re-run, however lucky its seed
+    assert row[9] == f"#{best.number}"  # the stage's best is no re-run, however lucky its seed
 
 
 def test_an_exact_permutation_p_for_few_configs() -> None:
