@@ -36,7 +36,10 @@ def test_two_workers_share_the_budget_exactly(backend: str, pg_url: str, write_c
     ran = sum(o[0].count(" complete:") for o in outputs)
     assert ran == 6
     lines = [line for o in outputs for line in o[0].splitlines() if re.match(r"trial \d+ complete", line)]
-    assert all(re.fullmatch(r"trial \d complete: val PSNR \d+\.\d{2} dB in \d+\.\d s on cpu", line) for line in lines), lines
+    # A tiny model after one epoch often scores below each patch's mean: the line says so when it does.
+    below = r"(?: \(BELOW the trivial reference: \d+\.\d{2} dB against \d+\.\d{2} dB\))?"
+    assert all(re.fullmatch(rf"trial \d complete: val PSNR \d+\.\d{{2}} dB in \d+\.\d s on cpu{below}", line)
+               for line in lines), lines
 
 
 def test_trials_record_metrics_per_epoch_and_a_seed(pg_url: str, write_campaign, tmp_path: Path) -> None:
