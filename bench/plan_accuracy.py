@@ -100,7 +100,11 @@ def main() -> None:
     print(f"{'worker-seconds':<16} {hi * 3600:>12.0f} {rest_spent:>12.0f} {hi * 3600 / rest_spent:>7.2f}   "
           f"(range {lo * 3600:.0f}-{hi * 3600:.0f}; the most trials taken)")
     wall_left = (snapshot["wall_hours"] or float("nan")) * 3600
-    print(f"{'wall seconds':<16} {wall_left:>12.0f} {rest_wall:>12.0f} {wall_left / rest_wall:>7.2f}")
+    fewest = (snapshot["wall_hours_fewest"] or float("nan")) * 3600
+    print(f"{'wall seconds':<16} {wall_left:>12.0f} {rest_wall:>12.0f} {wall_left / rest_wall:>7.2f}   "
+          f"(range {fewest:.0f}-{wall_left:.0f})")
+    print(f"{'fewest trials':<16} {lo * 3600:>12.0f} {rest_spent:>12.0f} {lo * 3600 / rest_spent:>7.2f}   "
+          f"worker-seconds; wall {fewest:.0f} s, {fewest / rest_wall:.2f}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,9 @@ class EpochResult:
     is_best: bool
     preview: str | None = None
     """preview.png written after this epoch (new best or last epoch), if previews are on."""
+    train_seconds: float | None = None
+    """Of `seconds`, the training steps (the part that grows with the training patches; validation
+    does not): what `sarsweep status` scales from one stage's data to another's."""
 
 
 @dataclass
@@ -312,6 +315,7 @@ def _epochs(run: Run, cfg: TrainConfig, out_dir: Path, writer: BackgroundWriter,
     while run.epoch < cfg.epochs:
         t0 = time.perf_counter()
         train_loss, lr = run.train_epoch(progress)
+        trained = time.perf_counter() - t0
         val_psnr, val_ssim = run.validate()
         run.epoch += 1
         is_best = val_psnr > run.best["psnr"]
@@ -323,7 +327,7 @@ def _epochs(run: Run, cfg: TrainConfig, out_dir: Path, writer: BackgroundWriter,
             # preview.png always shows best.pt's epoch; a final epoch that is no best goes beside it.
             preview = run.preview(out_dir / ("preview.png" if is_best else "preview-last.png"), title, writer)
         result = EpochResult(run.epoch, train_loss, val_psnr, val_ssim, lr,
-                             time.perf_counter() - t0, str(run.device), is_best, preview)
+                             time.perf_counter() - t0, str(run.device), is_best, preview, trained)
         run.history.append(result)
         run.save(out_dir, is_best, writer)
         if on_epoch_written is not None:

@@ -92,6 +92,10 @@ class StageStatus:
     """Why a study of this name cannot be read as this campaign's (exists is then False)."""
     work: StageWork | None = None
     """What it has left in worker-seconds (search.simulation.left), for the campaign's forecast."""
+    timing: Timing | None = None
+    """What its trials take (its median measured trial's)."""
+    by_width: dict[Any, Timing] = field(default_factory=dict)
+    """The same per base_channels."""
 
 
 def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, stage: str) -> StageStatus:
@@ -129,51 +133,107 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
     status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs,
                             heartbeat_of(storage)[1])
     status.work = stage_work(campaign, variant, stage, trials, status.running, to_start, heartbeat_of(storage)[1])
+    status.timing, status.by_width = timing(trials), timings_by_width(trials)
     return status
 
 
-def stage_work(campaign: CampaignConfig, variant: str, stage: str, trials: list[FrozenTrial],
-               running: list[RunningTrial], to_start: int, grace_period: float) -> StageWork:
-    """A stage's work left, timed by its own finished epochs: a trial is its per-trial overhead (its
-    wall time beyond its epochs) plus the stage's epochs at the mean epoch time. A full stage with
-    nothing promoted yet will run top_k..most configs and its seed re-runs (plan's count)."""
-    from search.simulation.plan import stage_trials
+@dataclass
+class Timing:
+    """What a trial of a stage takes, from measured trials (the median trial's: a worker's first
+    trial pays its process's warm-up, 3-5x a later one's start-up on the CPU dev machine, which a
+    mean over the first few trials would spread over all)."""
 
-    epochs = campaign.stage(stage).epochs
-    per_epoch = _mean([e.get("seconds") for t in trials for e in t.user_attrs.get("epochs", [])])
+    epoch: float
+    """Seconds per epoch, training and validation."""
+    training: float | None
+    """Of those, the training steps (None: a trial of an older sarsweep did not tell them apart)."""
+    overhead: float
+    """A trial's seconds outside its epochs (start-up, the last checkpoint)."""
+
+    def trial(self, epochs: int) -> float:
+        return self.overhead + epochs * self.epoch
+
+    def scaled(self, campaign: CampaignConfig) -> float:
+        """A full run's seconds from a quick trial's: an epoch's training steps grow with the stage's
+        training patches (nested subsets of one split: the fractions' ratio), the epochs with their
+        number; validation (the same set in both stages) and the start-up do not. Epochs not told
+        apart scale whole (which errs high)."""
+        data = campaign.full.fraction / campaign.quick.fraction
+        steps = self.epoch if self.training is None else min(self.training, self.epoch)
+        return self.overhead + campaign.full.epochs * ((self.epoch - steps) + steps * data)
+
+
+WIDTH = "base_channels"
+"""The searched key a trial's time depends on most (2.4x between 8 and 16 on the quickstart)."""
+
+
+def timing(trials: list[FrozenTrial]) -> Timing | None:
+    epoch = _median([_mean([e.get("seconds") for e in t.user_attrs.get("epochs", [])]) for t in trials])
+    if epoch is None:
+        return None
+    steps = _median([_mean([e.get("train_seconds") for e in t.user_attrs.get("epochs", [])]) for t in trials])
     overheads = [(t.datetime_complete - t.datetime_start).total_seconds()
                  - sum(float(e.get("seconds", 0.0)) for e in t.user_attrs.get("epochs", []))
                  for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_retry(t)
                  and t.datetime_start and t.datetime_complete]
-    overhead = max(0.0, _mean(overheads) or 0.0)
+    return Timing(epoch, steps, max(0.0, _median(overheads) or 0.0))
+
+
+def timings_by_width(trials: list[FrozenTrial]) -> dict[Any, Timing]:
+    groups: dict[Any, list[FrozenTrial]] = {}
+    for t in trials:
+        groups.setdefault(t.params.get(WIDTH), []).append(t)
+    return {w: found for w, group in groups.items() if (found := timing(group)) is not None}
+
+
+def stage_work(campaign: CampaignConfig, variant: str, stage: str, trials: list[FrozenTrial],
+               running: list[RunningTrial], to_start: int, grace_period: float) -> StageWork:
+    """A stage's work left, timed by its own measured trials: a waiting trial (a promoted config, a
+    retry) by those of its width, the others by the stage's median trial. A full stage with nothing
+    promoted yet will run top_k..most configs and its seed re-runs (plan's count)."""
+    from search.simulation.plan import stage_trials
+
+    epochs = campaign.stage(stage).epochs
+    whole, by_width = timing(trials), timings_by_width(trials)
     alive = [r for r in running if not r.stale(grace_period)]
     to_start += len(running) - len(alive)  # a trial whose worker is gone starts again (its retry)
-    span = (to_start, to_start) if trials or stage == "quick" else stage_trials(campaign, stage)
-    work = StageWork(variant, stage, span, None if per_epoch is None else overhead + epochs * per_epoch,
-                     overhead=overhead)
+    waiting = sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number)
+    unknown = max(0, to_start - len(waiting))
+    span = (unknown, unknown) if trials or stage == "quick" else stage_trials(campaign, stage)
+    work = StageWork(variant, stage, span, None if whole is None else whole.trial(epochs),
+                     overhead=0.0 if whole is None else whole.overhead,
+                     training=None if whole is None or whole.training is None else epochs * whole.training)
+    work.queued = [by_width[t.params.get(WIDTH)].trial(epochs) if t.params.get(WIDTH) in by_width else None
+                   for t in waiting]
+    work.widths = [t.params.get(WIDTH) for t in waiting]
     for r in alive:
-        each = r.epoch_seconds or per_epoch
+        each = r.epoch_seconds or (None if whole is None else whole.epoch)
         work.running.append(0.0 if each is None else each * max(0, (r.epochs or epochs) - r.epochs_done))
     return work
 
 
 def campaign_forecast(rows: list[StageStatus], campaign: CampaignConfig, workers: int | None = None) -> LeftForecast:
     """What the campaign has left (search.simulation.left) on `workers` workers (None: the workers
-    alive now, running a trial or waiting). A full stage not timed yet takes its variant's quick
-    trial time scaled by the stages' data fractions and epochs."""
+    alive now, running a trial or waiting). What the full stage has not timed yet takes its
+    variant's quick trials of the same width (else all its quick trials) scaled to the full stage
+    (Timing.scaled)."""
     stages = []
-    quick = {r.variant: r.work for r in rows if r.stage == "quick" and r.work is not None}
+    quick = {r.variant: r for r in rows if r.stage == "quick" and r.work is not None}
     for r in rows:
         if r.work is None:
             continue
         work = r.work
         q = quick.get(r.variant)
-        if r.stage == "full" and work.trial_seconds is None and q is not None and q.trial_seconds is not None:
-            # The epochs scale with the data and their number (validation does not shrink with the
-            # fraction, so this errs high); a trial's start-up does not.
-            scale = (campaign.full.fraction / campaign.quick.fraction) * (campaign.full.epochs / campaign.quick.epochs)
-            seconds = q.overhead + (q.trial_seconds - q.overhead) * scale
-            work = dataclasses.replace(work, trial_seconds=seconds, measured="scaled from quick", overhead=q.overhead)
+        q_whole = None if q is None else q.timing
+        if r.stage == "full" and q is not None and q_whole is not None:
+            by_width = q.by_width
+            queued = [seconds if seconds is not None else
+                      (by_width[w] if w in by_width else q_whole).scaled(campaign)
+                      for seconds, w in zip(work.queued, work.widths, strict=True)]
+            work = dataclasses.replace(work, queued=queued)
+            if work.trial_seconds is None:
+                work = dataclasses.replace(work, trial_seconds=q_whole.scaled(campaign), measured="scaled from quick",
+                                           overhead=q_whole.overhead)
         stages.append(work)
     if workers is None:
         alive = {t.worker for r in rows for t in r.running if t.worker} | {n.worker for r in rows for n in r.idle}
@@ -192,6 +252,14 @@ class Left:
     seconds: float | None
     """Estimated until the last of them ends, None when it cannot be estimated (nothing has
     finished an epoch yet) or nothing runs them (no worker)."""
+
+
+def _median(values: list[Any]) -> float | None:
+    numbers = sorted(float(v) for v in values if isinstance(v, (int, float)))
+    if not numbers:
+        return None
+    mid = len(numbers) // 2
+    return numbers[mid] if len(numbers) % 2 else (numbers[mid - 1] + numbers[mid]) / 2
 
 
 def _mean(values: list[Any]) -> float | None:

@@ -207,5 +207,8 @@ def upload_preview(trial: Trial, store: ArtifactStore, e: EpochResult) -> None:
 
 
 def _epoch_attrs(e: EpochResult) -> dict[str, Any]:
-    return {"epoch": e.epoch, "psnr": round(e.val_psnr, 4), "ssim": round(e.val_ssim, 5),
-            "loss": e.train_loss, "seconds": round(e.seconds, 3), "device": e.device}
+    attrs = {"epoch": e.epoch, "psnr": round(e.val_psnr, 4), "ssim": round(e.val_ssim, 5),
+             "loss": e.train_loss, "seconds": round(e.seconds, 3), "device": e.device}
+    if e.train_seconds is not None:
+        attrs["train_seconds"] = round(e.train_seconds, 3)
+    return attrs

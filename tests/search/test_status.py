@@ -192,21 +192,28 @@ def test_status_forecasts_what_is_left_from_the_measured_epoch_times(pg_url: str
     left = next(line for line in said if line.startswith("left: "))
     # top_k = 2 promoted, up to `most` (4) when more lie within the quick noise band
     assert left.startswith("left: 2-4 trials, ") and "of worker time (from the measured epoch times" in left, said
-    assert any(line.startswith("  with 2 worker(s): about ") for line in said), said
+    assert any(line.startswith("  with 2 worker(s): about ") and " to " in line for line in said), said
     assert any("baseline full: no full run timed yet" in line for line in said), said
     forecast = json.loads(run_cli("status", "--campaign", str(path), "--storage", pg_url, "--workers", "2", "--json",
                                   cwd=tmp_path).stdout)["forecast"]
     quick = [t for t in trials_of(pg_url, "t.baseline.quick")]
-    epoch = sum(e["seconds"] for t in quick for e in t.user_attrs["epochs"]) / sum(
-        len(t.user_attrs["epochs"]) for t in quick)
+    from statistics import fmean, median
+
+    # The median trial's epoch (a worker's first trial pays its warm-up).
+    epoch = median(fmean(e["seconds"] for e in t.user_attrs["epochs"]) for t in quick)
+    steps = median(fmean(e["train_seconds"] for e in t.user_attrs["epochs"]) for t in quick)
     full = next(s for s in forecast["stages"] if s["stage"] == "full")
     assert full["to_start"] == [2, 4] and full["from"] == "scaled from quick"
-    # Twice the data and as many epochs: at least twice the quick stage's epochs, plus its overhead.
-    assert full["trial_seconds"] >= 2 * 2 * epoch
+    # Twice the training patches and as many epochs: each epoch's steps twice, its validation once
+    # (the same set), then a trial's start-up as the quick trials measured it (less than a whole trial).
+    scaled = 2 * ((epoch - steps) + 2 * steps)
+    wall = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in quick) / len(quick)
+    assert scaled <= full["trial_seconds"] < scaled + wall
     assert forecast["trials_left"] == [2, 4] and forecast["workers"] == 2
     assert forecast["worker_hours_left"][1] * 3600 == pytest.approx(4 * full["trial_seconds"], rel=1e-6)
-    # The most (4) runs, two at a time on two workers: twice one run.
+    # The most (4) runs, two at a time on two workers: twice one run; the fewest (2): one run.
     assert forecast["wall_hours"] * 3600 == pytest.approx(2 * full["trial_seconds"], rel=1e-6)
+    assert forecast["wall_hours_fewest"] * 3600 == pytest.approx(full["trial_seconds"], rel=1e-6)
     # No worker alive and none asked for: worker-hours, and no wall time.
     bare = run_cli("status", "--campaign", str(path), "--storage", pg_url, cwd=tmp_path)
     assert "no worker is running or waiting" in bare.stdout
@@ -228,3 +235,40 @@ def test_what_is_left_is_handed_to_workers_as_they_free_up_full_runs_after_their
     # A stage with work and no measured time: no worker-hours, no wall time; no worker: no wall time.
     assert forecast_left([StageWork("v", "quick", (3, 3), None)], 2).hours() is None
     assert forecast_left([full], 0).wall_hours is None and forecast_left([full], 0).hours() is not None
+
+
+def test_a_promoted_config_is_timed_by_the_quick_trials_of_its_width(write_campaign) -> None:
+    """The full stage's waiting configs: each by its width's quick trials, scaled to the full stage
+    (training steps by the data, validation once, the start-up once), the median trial's."""
+    from optuna.distributions import CategoricalDistribution
+
+    from search.campaign.config import load_campaign
+    from search.report.status import StageStatus, campaign_forecast, stage_work, timing, timings_by_width
+
+    campaign = load_campaign(write_campaign(quick={"fraction": 0.25, "epochs": 2}, full={"epochs": 4, "top_k": 2}))
+    start = dt.datetime(2026, 12, 7, 9, 0, 0)
+    dist = {"base_channels": CategoricalDistribution([4, 8])}
+
+    def trial(number: int, state: TrialState, width: int, epoch: float = 0.0, steps: float = 0.0,
+              overhead: float = 0.0) -> optuna.trial.FrozenTrial:
+        epochs = [{"epoch": i + 1, "seconds": epoch, "train_seconds": steps} for i in range(2)] if epoch else []
+        done = start + dt.timedelta(seconds=overhead + 2 * epoch) if state == TrialState.COMPLETE else None
+        return optuna.trial.FrozenTrial(number, state, 1.0 if done else None, start if done else None, done,
+                                        {"base_channels": width}, dist, {"epochs": epochs}, {}, {}, number)
+
+    quick = [trial(0, TrialState.COMPLETE, 4, 1.0, 0.5, 2.0), trial(1, TrialState.COMPLETE, 8, 3.0, 2.0, 2.0),
+             trial(2, TrialState.COMPLETE, 8, 3.0, 2.0, 2.0)]
+    assert timing(quick) == timing(quick[1:])  # the median trial: a width-8 one
+    assert timings_by_width(quick)[4].epoch == 1.0
+    full = [trial(0, TrialState.WAITING, 8), trial(1, TrialState.WAITING, 4)]
+    rows = []
+    for stage, trials in (("quick", quick), ("full", full)):
+        row = StageStatus("baseline", stage, True, {}, timing=timing(trials), by_width=timings_by_width(trials))
+        row.work = stage_work(campaign, "baseline", stage, trials, [], 2 if stage == "full" else 0, 120.0)
+        rows.append(row)
+    f = campaign_forecast(rows, campaign, workers=1)
+    work = next(s for s in f.stages if s.stage == "full")
+    # width 8: 2 s start-up + 4 epochs of (1 s validation + 2 s of steps x 4 as much data) = 38 s;
+    # width 4: 2 + 4 x (0.5 + 0.5 x 4) = 12 s. One worker runs them one after the other.
+    assert work.queued == [pytest.approx(38.0), pytest.approx(12.0)] and work.to_start == (0, 0)
+    assert f.wall_hours * 3600 == pytest.approx(50.0) and f.trials() == (2, 2)

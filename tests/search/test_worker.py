@@ -52,6 +52,8 @@ def test_trials_record_metrics_per_epoch_and_a_seed(pg_url: str, write_campaign,
         assert sorted(t.intermediate_values) == [1, 2]
         assert [e["epoch"] for e in t.user_attrs["epochs"]] == [1, 2]
         assert {"psnr", "ssim", "seconds", "device"} <= set(t.user_attrs["epochs"][0])
+        # The training steps' share of each epoch (what status scales to another stage's data).
+        assert all(0 < e["train_seconds"] <= e["seconds"] for e in t.user_attrs["epochs"])
         assert t.user_attrs["param_count"] > 0 and t.user_attrs["device"] == "cpu"
         assert Path(t.user_attrs["checkpoint"]).is_file()
         assert t.value == pytest.approx(max(t.intermediate_values.values()))
