@@ -42,7 +42,8 @@ def main() -> None:
     parser.add_argument("--campaign", default=str(REPO / "configs" / "campaign_sentinel1.yaml"))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--status-after", type=float,
-                        help="seconds after the workers start to take status's forecast (default: half the plan's wall)")
+                        help="seconds after the workers start to take status's forecast (default: half the "
+                             "plan's wall time)")
     args = parser.parse_args()
     import optuna
 

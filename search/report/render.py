@@ -18,7 +18,15 @@ from optuna.trial import FrozenTrial
 
 from search.campaign.config import CampaignConfig
 from search.policy.verdicts import below_trivial, beside_noise
-from search.report.collect import Promoted, Report, VariantResult, collect, held_out_sentence, score_held_out, summary_line
+from search.report.collect import (
+    Promoted,
+    Report,
+    VariantResult,
+    collect,
+    held_out_sentence,
+    score_held_out,
+    summary_line,
+)
 from search.report.plots import plots
 from search.report.status import COUNTED, value_text
 from training.files import atomic_write, ensure_writable

@@ -228,7 +228,7 @@ def campaign_forecast(rows: list[StageStatus], campaign: CampaignConfig, workers
         if r.stage == "full" and q is not None and q_whole is not None:
             by_width = q.by_width
             queued = [seconds if seconds is not None else
-                      (by_width[w] if w in by_width else q_whole).scaled(campaign)
+                      by_width.get(w, q_whole).scaled(campaign)
                       for seconds, w in zip(work.queued, work.widths, strict=True)]
             work = dataclasses.replace(work, queued=queued)
             if work.trial_seconds is None:
@@ -424,5 +424,7 @@ def waiting_promotions(rows: list[StageStatus]) -> int:
     return sum(r.counts.get("WAITING", 0) for r in rows if r.stage == "full" and r.exists)
 
 
-__all__ = ["COUNTED", "campaign_forecast", "Left", "interrupted", "state_counts", "RunningTrial", "StageStatus", "campaign_status", "render", "render_idle", "render_left", "render_running",
-           "stage_status", "time_left", "to_json", "waiting_promotions"]
+__all__ = [
+    "COUNTED", "campaign_forecast", "Left", "interrupted", "state_counts", "RunningTrial", "StageStatus",
+    "campaign_status", "render", "render_idle", "render_left", "render_running", "stage_status", "time_left",
+    "to_json", "waiting_promotions"]

@@ -86,8 +86,8 @@ class LeftForecast:
         return {"workers": self.workers, "pruning_assumed": False, "trials_left": list(self.trials()),
                 "worker_hours_left": None if hours is None else list(hours), "wall_hours": self.wall_hours,
                 "idle_share": self.idle_share, "wall_hours_fewest": self.wall_hours_fewest,
-                "stages": [{"variant": s.variant, "stage": s.stage, "to_start": list(s.to_start), "queued": len(s.queued),
-                            "running": len(s.running),
+                "stages": [{"variant": s.variant, "stage": s.stage, "to_start": list(s.to_start),
+                            "queued": len(s.queued), "running": len(s.running),
                             "trial_seconds": s.trial_seconds, "from": s.measured,
                             "worker_hours": None if s.hours() is None else list(s.hours() or ())}
                            for s in self.stages]}
