@@ -70,6 +70,8 @@ class LeftForecast:
     """Of the workers' time until then, spent waiting (for a quick stage to end before its full runs)."""
     wall_hours_fewest: float | None = None
     """As wall_hours, the fewest trials taken (a full stage promoting top_k only)."""
+    critical_hours: float | None = None
+    """As wall_hours with a worker for every trial: what no number of workers can beat."""
 
     def hours(self) -> tuple[float, float] | None:
         spans = [s.hours() for s in self.stages]
@@ -86,6 +88,7 @@ class LeftForecast:
         return {"workers": self.workers, "pruning_assumed": False, "trials_left": list(self.trials()),
                 "worker_hours_left": None if hours is None else list(hours), "wall_hours": self.wall_hours,
                 "idle_share": self.idle_share, "wall_hours_fewest": self.wall_hours_fewest,
+                "critical_path_hours": self.critical_hours,
                 "stages": [{"variant": s.variant, "stage": s.stage, "to_start": list(s.to_start),
                             "queued": len(s.queued), "running": len(s.running),
                             "trial_seconds": s.trial_seconds, "from": s.measured,
@@ -100,6 +103,9 @@ def forecast_left(stages: list[StageWork], workers: int) -> LeftForecast:
     if most is not None:
         result.wall_hours, result.idle_share = most
         result.wall_hours_fewest = (_schedule(stages, workers, 0) or most)[0]
+    everyone = sum(len(s.running) + len(s.queued) + s.to_start[1] for s in stages)
+    unbounded = _schedule(stages, max(1, everyone), 1)
+    result.critical_hours = None if unbounded is None else unbounded[0]
     return result
 
 
@@ -158,6 +164,9 @@ def render_left(f: LeftForecast) -> str:
     elif hours is not None:
         lines.append("  no worker is running or waiting: start some (sarsweep worker), or pass --workers N "
                      "to see the wall time N would take")
+    if f.critical_hours is not None:
+        lines.append(f"  critical path {_duration(f.critical_hours)} (a worker for every trial: no number of workers "
+                     "is faster)")
     scaled = [f"{s.variant} full" for s in f.stages if s.measured != "measured" and (s.to_start[1] or s.queued)]
     if scaled:
         lines.append(f"  ({', '.join(scaled)}: no full run timed yet, the quick stage's epochs scaled by the "

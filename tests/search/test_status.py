@@ -229,6 +229,9 @@ def test_what_is_left_is_handed_to_workers_as_they_free_up_full_runs_after_their
     # running one, and both full runs start then: 30 s, no worker idle.
     assert f.wall_hours * 3600 == pytest.approx(30.0) and f.idle_share == pytest.approx(0.0)
     assert f.hours() == pytest.approx(((10 + 10 + 40) / 3600,) * 2) and f.trials() == (5, 5)
+    # A worker for every trial: both quick trials and the running one end at 10, the full runs at 30.
+    assert f.critical_hours * 3600 == pytest.approx(30.0)
+    assert forecast_left([quick, full], workers=1).wall_hours * 3600 == pytest.approx(10 + 10 + 40)
     # Nothing left to start in the quick stage: the idle worker waits for it to end (10 s of its 30).
     f = forecast_left([StageWork("v", "quick", (0, 0), 5.0, running=[10.0]), StageWork("v", "full", (1, 1), 20.0)], 2)
     assert f.wall_hours * 3600 == pytest.approx(30.0) and f.idle_share == pytest.approx(0.5)
