@@ -33,6 +33,13 @@ class IdleNotes:
         self.said: str | None = None
         self.at = 0.0
 
+    def leave(self) -> None:
+        """The worker is leaving: status no longer counts it (nor, for the grace period after its last
+        trial, as a worker between two trials)."""
+        for sid in self.study_ids:
+            self.storage.set_study_system_attr(sid, self.key, {"left": True, "at": time.time()})
+        self.said = None
+
     def say(self, why: str | None) -> None:
         """Record `why` (None: busy or gone); a repeat is written only once per REFRESH seconds."""
         now = time.time()
@@ -48,6 +55,13 @@ def idle_notes(storage: RDBStorage, study_id: int, max_age: float) -> list[IdleN
     now = time.time()
     notes = []
     for key, value in storage.get_study_system_attrs(study_id).items():
-        if key.startswith(PREFIX) and isinstance(value, dict) and now - float(value.get("at", 0)) <= max_age:
+        if key.startswith(PREFIX) and isinstance(value, dict) and value.get("why") and \
+                now - float(value.get("at", 0)) <= max_age:
             notes.append(IdleNote(key[len(PREFIX):], str(value.get("why", "")), max(0.0, now - float(value["at"]))))
     return sorted(notes, key=lambda n: -n.age)
+
+
+def gone_workers(storage: RDBStorage, study_id: int) -> set[str]:
+    """The workers that said they left this study (IdleNotes.leave)."""
+    return {key[len(PREFIX):] for key, value in storage.get_study_system_attrs(study_id).items()
+            if key.startswith(PREFIX) and isinstance(value, dict) and value.get("left")}

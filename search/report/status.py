@@ -26,7 +26,7 @@ from storage.lineage import is_retry, original_number
 from storage.optuna_internals import study_id, trial_id
 from storage.queries import heartbeat_ages, is_stale
 from storage.rdb import heartbeat_of
-from storage.workers import REFRESH, IdleNote, idle_notes
+from storage.workers import REFRESH, IdleNote, gone_workers, idle_notes
 
 STATES = [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING]
 COUNTED = ["COMPLETE", "PRUNED", "FAIL", "INTERRUPTED", "RUNNING", "WAITING"]
@@ -94,6 +94,9 @@ class StageStatus:
     """What it has left in worker-seconds (search.simulation.left), for the campaign's forecast."""
     timing: Timing | None = None
     """What its trials take (its median measured trial's)."""
+    recent_workers: set[str] = field(default_factory=set)
+    """Workers that ended a trial of this stage within the grace period and have not said they left
+    (alive, between two trials)."""
     by_width: dict[Any, Timing] = field(default_factory=dict)
     """The same per base_channels."""
 
@@ -127,6 +130,11 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
                 _mean([e.get("seconds") for e in epochs]),
             ))
     status.idle = idle_notes(storage, study_id(study), heartbeat_of(storage)[1] + REFRESH)
+    now = datetime.now()
+    status.recent_workers = {str(t.user_attrs["worker"]) for t in trials
+                             if t.datetime_complete and "worker" in t.user_attrs
+                             and (now - t.datetime_complete).total_seconds() <= heartbeat_of(storage)[1]}
+    status.recent_workers -= gone_workers(storage, study_id(study))
     budget = campaign.quick_budget() if stage == "quick" else None
     progress = stage_progress(trials, budget, campaign.noise_seeds, stage, campaign.noise_rule)
     to_start = progress.waiting + progress.unclaimed + progress.noise
@@ -214,9 +222,9 @@ def stage_work(campaign: CampaignConfig, variant: str, stage: str, trials: list[
 
 def campaign_forecast(rows: list[StageStatus], campaign: CampaignConfig, workers: int | None = None) -> LeftForecast:
     """What the campaign has left (search.simulation.left) on `workers` workers (None: the workers
-    alive now, running a trial or waiting). What the full stage has not timed yet takes its
-    variant's quick trials of the same width (else all its quick trials) scaled to the full stage
-    (Timing.scaled)."""
+    alive now: running a trial, waiting, or having ended one within the grace period). What the
+    full stage has not timed yet takes its variant's quick trials of the same width (else all its
+    quick trials) scaled to the full stage (Timing.scaled)."""
     stages = []
     quick = {r.variant: r for r in rows if r.stage == "quick" and r.work is not None}
     for r in rows:
@@ -235,9 +243,9 @@ def campaign_forecast(rows: list[StageStatus], campaign: CampaignConfig, workers
                 work = dataclasses.replace(work, trial_seconds=q_whole.scaled(campaign), measured="scaled from quick",
                                            overhead=q_whole.overhead)
         stages.append(work)
-    if workers is None:
+    if workers is None:  # running a trial, waiting, or between two (one ended within the grace period)
         alive = {t.worker for r in rows for t in r.running if t.worker} | {n.worker for r in rows for n in r.idle}
-        workers = len(alive)
+        workers = len(alive | {w for r in rows for w in r.recent_workers})
     return forecast_left(stages, workers)
 
 

@@ -195,7 +195,7 @@ def run_campaign_worker(storage: ResilientRDBStorage, campaign: CampaignConfig, 
         return serve(source, storage, lambda: check_writable(artifacts), waiting, poll, lambda: notes.say(None))
     finally:
         with contextlib.suppress(Exception):  # leaving: a note it cannot clear ages out of status
-            notes.say(None)
+            notes.leave()
 
 
 def run_worker(
