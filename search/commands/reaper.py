@@ -39,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
           f"and retried" + ("" if args.once else f"; checking every {period:g}s"), flush=True)
 
     def passes() -> int:  # a study's pass cut short by a signal rolls back whole (one transaction)
+        from search.running.signals import raise_if_stopped
+
         while True:
+            raise_if_stopped()  # a signal whose first WorkerStopped was lost in a finalizer
             for study, numbers in reap_campaign(storage, campaign).items():
                 print(f"{study}: stale trial(s) {', '.join(map(str, numbers))} failed and queued for retry",
                       flush=True)
