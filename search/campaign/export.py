@@ -81,14 +81,15 @@ def export_trial(storage: RDBStorage, campaign: CampaignConfig, variant: str, ou
     lineage = (f"; promoted from {a[PROMOTED_FROM_STUDY]} trial {a[PROMOTED_FROM_TRIAL]}"
                if PROMOTED_FROM_STUDY in a else "")
     stamp = f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}"
+    below = below_trivial(a)
     header = "\n".join([
         f"sarsweep train config exported from campaign {campaign.name}, study {study.study_name}, trial {trial.number}",
         f"objective ({campaign.objective}) {trial.value:.4f}; val PSNR {a.get('val_psnr', float('nan')):.2f} dB, "
         f"SSIM {a.get('val_ssim', float('nan')):.4f}, {a.get('param_count', 0):,} parameters",
         f"data fraction {cfg.fraction}, {cfg.epochs} epochs, seed {cfg.seed}"
         + (f", {cfg.threads} CPU thread(s)" if cfg.threads else "") + lineage,
-        *([f"WARNING: {below_trivial(a)} (each patch's mean as its reconstruction): this config learned "
-           "less than nothing; look at the report before training it"] if below_trivial(a) else []),
+        *([f"WARNING: {below} (each patch's mean as its reconstruction): this config learned "
+           "less than nothing; look at the report before training it"] if below else []),
         f"sarsweep {_version('sarsweep')}, optuna {optuna.__version__}, exported {stamp}",
         f"data: {where}" + (": made again from their seed on any machine" if root is None
                               else ", absolute: it retrains from any folder"),

@@ -104,17 +104,19 @@ def trial_line(trial: Trial, state: TrialState, objective: str, prefix: str = ""
         value = f": {metric_text(objective, done.value)}"
         if "seconds" in attrs:
             value += f" in {attrs['seconds']:.1f} s on {attrs.get('device', '?')}"
-        if below_trivial(attrs):
-            value += f" ({below_trivial(attrs)})"
+        below = below_trivial(attrs)
+        if below:
+            value += f" ({below})"
     else:
         value = f": {attrs['fail_reason']}" if attrs.get("fail_reason") else ""
     return f"{prefix}trial {trial.number} {state.name.lower()}{f' ({role})' if role else ''}{value}"
 
 
-def metric_text(objective: str, value: float, name: bool = True) -> str:
-    """'val PSNR 17.17 dB' or 'val SSIM 0.8123' (without the name: '17.17 dB', '0.8123')."""
-    text = f"{value:.2f} dB" if objective == "psnr" else f"{value:.4f}"
-    return f"val {objective.upper()} {text}" if name else text
+def metric_text(objective: str, value: float) -> str:
+    """'val PSNR 17.17 dB' or 'val SSIM 0.8123' (status's value_text, named, with its unit)."""
+    from search.report.status import value_text
+
+    return f"val {objective.upper()} {value_text(value, objective)}" + (" dB" if objective == "psnr" else "")
 
 
 def epoch_line(trial: Trial, e: EpochResult, epochs: int, prefix: str = "") -> str:

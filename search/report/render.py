@@ -215,7 +215,8 @@ def answer_lines(report: Report) -> list[str]:
         trivial = t.user_attrs.get("trivial_psnr")
         beside = f" (trivial reference {trivial:.2f} dB)" if objective == "psnr" and trivial is not None else ""
         scored = {"val_psnr": t.value, **t.user_attrs} if objective == "psnr" else t.user_attrs
-        below = f" - {below_trivial(scored)}" if below_trivial(scored) else ""
+        mark = below_trivial(scored)
+        below = f" - {mark}" if mark else ""
         unit = " dB" if objective == "psnr" else ""
         lines.append(f"- **{r.variant}**: {stage} #{t.number}, {value_text(float(t.value), objective)}{unit}{beside}"
                      f"{below}; {keys}")

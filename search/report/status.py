@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import math
+import statistics
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -129,19 +130,20 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
                 None if started is None else max(0.0, (now - started).total_seconds()), ages.get(trial_id(t)),
                 _mean([e.get("seconds") for e in epochs]),
             ))
-    status.idle = idle_notes(storage, study_id(study), heartbeat_of(storage)[1] + REFRESH)
+    grace = heartbeat_of(storage)[1]
+    status.idle = idle_notes(storage, study_id(study), grace + REFRESH)
     now = datetime.now()
     status.recent_workers = {str(t.user_attrs["worker"]) for t in trials
                              if t.datetime_complete and "worker" in t.user_attrs
-                             and (now - t.datetime_complete).total_seconds() <= heartbeat_of(storage)[1]}
+                             and (now - t.datetime_complete).total_seconds() <= grace}
     status.recent_workers -= gone_workers(storage, study_id(study))
     budget = campaign.quick_budget() if stage == "quick" else None
     progress = stage_progress(trials, budget, campaign.noise_seeds, stage, campaign.noise_rule)
     to_start = progress.waiting + progress.unclaimed + progress.noise
-    status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs,
-                            heartbeat_of(storage)[1])
-    status.work = stage_work(campaign, variant, stage, trials, status.running, to_start, heartbeat_of(storage)[1])
+    status.left = time_left(trials, status.running, to_start, campaign.stage(stage).epochs, grace)
     status.timing, status.by_width = timing(trials), timings_by_width(trials)
+    status.work = stage_work(campaign, variant, stage, trials, status.running, to_start, grace,
+                             status.timing, status.by_width)
     return status
 
 
@@ -195,22 +197,21 @@ def timings_by_width(trials: list[FrozenTrial]) -> dict[Any, Timing]:
 
 
 def stage_work(campaign: CampaignConfig, variant: str, stage: str, trials: list[FrozenTrial],
-               running: list[RunningTrial], to_start: int, grace_period: float) -> StageWork:
-    """A stage's work left, timed by its own measured trials: a waiting trial (a promoted config, a
-    retry) by those of its width, the others by the stage's median trial. A full stage with nothing
-    promoted yet will run top_k..most configs and its seed re-runs (plan's count)."""
+               running: list[RunningTrial], to_start: int, grace_period: float, whole: Timing | None,
+               by_width: dict[Any, Timing]) -> StageWork:
+    """A stage's work left, timed by its own measured trials (`whole`: timing(trials), `by_width`:
+    timings_by_width(trials)): a waiting trial (a promoted config, a retry) by those of its width, the
+    others by the stage's median trial. A full stage with nothing promoted yet will run top_k..most
+    configs and its seed re-runs (plan's count)."""
     from search.simulation.plan import stage_trials
 
     epochs = campaign.stage(stage).epochs
-    whole, by_width = timing(trials), timings_by_width(trials)
     alive = [r for r in running if not r.stale(grace_period)]
     to_start += len(running) - len(alive)  # a trial whose worker is gone starts again (its retry)
     waiting = sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number)
     unknown = max(0, to_start - len(waiting))
     span = (unknown, unknown) if trials or stage == "quick" else stage_trials(campaign, stage)
-    work = StageWork(variant, stage, span, None if whole is None else whole.trial(epochs),
-                     overhead=0.0 if whole is None else whole.overhead,
-                     training=None if whole is None or whole.training is None else epochs * whole.training)
+    work = StageWork(variant, stage, span, None if whole is None else whole.trial(epochs))
     work.queued = [by_width[t.params.get(WIDTH)].trial(epochs) if t.params.get(WIDTH) in by_width else None
                    for t in waiting]
     work.widths = [t.params.get(WIDTH) for t in waiting]
@@ -240,8 +241,7 @@ def campaign_forecast(rows: list[StageStatus], campaign: CampaignConfig, workers
                       for seconds, w in zip(work.queued, work.widths, strict=True)]
             work = dataclasses.replace(work, queued=queued)
             if work.trial_seconds is None:
-                work = dataclasses.replace(work, trial_seconds=q_whole.scaled(campaign), measured="scaled from quick",
-                                           overhead=q_whole.overhead)
+                work = dataclasses.replace(work, trial_seconds=q_whole.scaled(campaign), measured="scaled from quick")
         stages.append(work)
     if workers is None:  # running a trial, waiting, or between two (one ended within the grace period)
         alive = {t.worker for r in rows for t in r.running if t.worker} | {n.worker for r in rows for n in r.idle}
@@ -263,11 +263,8 @@ class Left:
 
 
 def _median(values: list[Any]) -> float | None:
-    numbers = sorted(float(v) for v in values if isinstance(v, (int, float)))
-    if not numbers:
-        return None
-    mid = len(numbers) // 2
-    return numbers[mid] if len(numbers) % 2 else (numbers[mid - 1] + numbers[mid]) / 2
+    numbers = [float(v) for v in values if isinstance(v, (int, float))]
+    return statistics.median(numbers) if numbers else None
 
 
 def _mean(values: list[Any]) -> float | None:

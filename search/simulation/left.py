@@ -33,10 +33,6 @@ class StageWork:
     """Seconds each running trial has left."""
     measured: str = "measured"
     """Where trial_seconds comes from: 'measured', or 'scaled from quick'."""
-    overhead: float = 0.0
-    """Of trial_seconds, what a trial spends outside its epochs (start-up, checkpoints at the end)."""
-    training: float | None = None
-    """Of trial_seconds, the training steps (what grows with the data; None: not told apart)."""
     queued: list[float | None] = field(default_factory=list)
     """Seconds of each waiting trial whose config is known (a promoted one, a retry), timed by the
     trials of its width; None: by trial_seconds."""

@@ -267,7 +267,8 @@ def test_a_promoted_config_is_timed_by_the_quick_trials_of_its_width(write_campa
     rows = []
     for stage, trials in (("quick", quick), ("full", full)):
         row = StageStatus("baseline", stage, True, {}, timing=timing(trials), by_width=timings_by_width(trials))
-        row.work = stage_work(campaign, "baseline", stage, trials, [], 2 if stage == "full" else 0, 120.0)
+        row.work = stage_work(campaign, "baseline", stage, trials, [], 2 if stage == "full" else 0, 120.0,
+                              row.timing, row.by_width)
         rows.append(row)
     f = campaign_forecast(rows, campaign, workers=1)
     work = next(s for s in f.stages if s.stage == "full")
