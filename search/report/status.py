@@ -150,8 +150,9 @@ def stage_status(storage: RDBStorage, campaign: CampaignConfig, variant: str, st
 @dataclass
 class Timing:
     """What a trial of a stage takes, from measured trials (the median trial's: a worker's first
-    trial pays its process's warm-up, 3-5x a later one's start-up on the CPU dev machine, which a
-    mean over the first few trials would spread over all)."""
+    trial pays its process's warm-up, 2.4 s outside its epochs against 0.2-0.3 s for later ones on the
+    quickstart campaign with 2 workers on the CPU dev machine, which a mean over the first few
+    trials would spread over all)."""
 
     epoch: float
     """Seconds per epoch, training and validation."""
